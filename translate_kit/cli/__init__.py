@@ -1,0 +1,95 @@
+"""The `tkit` command line.
+
+Heavy imports (torch, plugins) happen inside commands, so `tkit --help` answers at once. Plugins'
+own commands are loaded only when the command line names a command that is not built in.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from translate_kit import __version__
+from translate_kit.cli import data, plugins, recipes, train
+from translate_kit.cli.common import Session
+
+__all__ = ["BUILTIN_COMMANDS", "make_app", "main"]
+
+BUILTIN_COMMANDS = ("train", "data", "plugins", "recipes")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"translate-kit {__version__}")
+        raise typer.Exit()
+
+
+def make_app(*, plugin_commands: bool = False, plugins_dir: Path | None = None) -> typer.Typer:
+    """Build the `tkit` app; with `plugin_commands`, plugins add their commands too."""
+    app = typer.Typer(
+        name="tkit",
+        help="translate-kit: train and run image-to-image translation models (pix2pix and friends) from TOML recipes.",
+        epilog="Plugins may add commands of their own: `tkit plugins list` shows them.",
+        rich_markup_mode="rich",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        plugins_dir: Annotated[
+            Optional[Path],
+            typer.Option("--plugins-dir", help="Also load every *.py module in this folder as a plugin."),
+        ] = None,
+        version: Annotated[
+            bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        ] = False,
+    ) -> None:
+        ctx.obj = Session(plugins_dir=plugins_dir)
+
+    app.command(name="train")(train.train)
+    app.add_typer(data.app, name="data")
+    app.add_typer(plugins.app, name="plugins")
+    app.add_typer(recipes.app, name="recipes")
+    if plugin_commands:
+        from translate_kit.plugins import get_plugin_manager
+
+        get_plugin_manager(plugins_dir=plugins_dir).hook.translate_kit_add_commands(app=app)
+    return app
+
+
+def _command_and_plugins_dir(args: list[str]) -> tuple[str | None, Path | None]:
+    plugins_dir, command, skip = None, None, False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg == "--plugins-dir" and i + 1 < len(args):
+            plugins_dir, skip = Path(args[i + 1]), True
+        elif arg.startswith("--plugins-dir="):
+            plugins_dir = Path(arg.split("=", 1)[1])
+        elif not arg.startswith("-") and command is None:
+            command = arg
+    return command, plugins_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `tkit` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    command, plugins_dir = _command_and_plugins_dir(args)
+    wants_plugins = command is not None and command not in BUILTIN_COMMANDS
+    try:
+        app = make_app(plugin_commands=wants_plugins, plugins_dir=plugins_dir)
+    except Exception as exc:  # a broken plugin must not hide the built-in commands' help
+        from translate_kit.errors import TranslateKitError
+
+        if not isinstance(exc, TranslateKitError):
+            raise
+        typer.secho(f"Error: {exc}", fg="red", err=True)
+        raise SystemExit(1) from None
+    app(args=args, prog_name="tkit")

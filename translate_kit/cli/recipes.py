@@ -1,0 +1,71 @@
+"""`tkit recipes`: the recipes shipped with translate-kit, the project and plugins."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from translate_kit.cli.common import cli_command, find_recipe, recipe_dirs, session
+
+__all__ = ["app"]
+
+app = typer.Typer(help="List and show recipes.", no_args_is_help=True)
+
+
+def _description(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+@app.command("list")
+@cli_command
+def list_recipes(ctx: typer.Context) -> None:
+    """List recipes from ./recipes, translate-kit itself, and plugins."""
+    pm = session(ctx).pm
+    table = Table(title="recipes")
+    for column in ("name", "method", "generator", "from", "description"):
+        table.add_column(column, overflow="fold")
+    for origin, folder in recipe_dirs(pm):
+        for path in sorted(folder.glob("*.toml")):
+            text = path.read_text(encoding="utf-8")
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError:
+                table.add_row(path.stem, "[red]invalid TOML[/]", "", origin, str(path))
+                continue
+            method = raw.get("method", {}).get("name", "?")
+            generator = raw.get("generator", {}).get("name", "-")
+            table.add_row(path.stem, str(method), str(generator), origin, _description(text))
+    Console().print(table)
+
+
+@app.command("show")
+@cli_command
+def show_recipe(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Recipe name or file.")],
+    resolved: Annotated[
+        bool, typer.Option(help="Show every value after validation, defaults included, instead of the file.")
+    ] = False,
+) -> None:
+    """Print a recipe (the file as written, or --resolved with every default filled in)."""
+    state = session(ctx)
+    path = find_recipe(name, state.pm)
+    console = Console()
+    console.print(f"[dim]{path}[/]")
+    if resolved:
+        from translate_kit.recipe import load_recipe
+
+        text = load_recipe(path, registry=state.registry).to_toml()
+    else:
+        text = path.read_text(encoding="utf-8")
+    console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))

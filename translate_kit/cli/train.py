@@ -1,0 +1,74 @@
+"""`tkit train`: train a recipe, or resume a run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from translate_kit.cli.common import cli_command, find_recipe, session
+from translate_kit.errors import CheckpointError
+
+__all__ = ["train"]
+
+
+@cli_command
+def train(
+    ctx: typer.Context,
+    recipe: Annotated[
+        Optional[str],
+        typer.Argument(help="Recipe file or name (`tkit recipes list`). Not needed with --resume."),
+    ] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", "-s", help="Override a recipe value: --set train.epochs=5 (repeatable).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue the run in this folder from its newest checkpoint, at the exact step."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run folder of the same name first.")] = False,
+) -> None:
+    """Train the method a recipe describes; writes checkpoints, samples and index.html to the run folder."""
+    from translate_kit.recipe import load_recipe
+    from translate_kit.train.checkpoint import newest_checkpoint
+    from translate_kit.train.trainer import Trainer
+
+    console = Console()
+    state = session(ctx)
+    overrides = overrides or []
+    if resume is not None:
+        if recipe is not None:
+            raise CheckpointError(
+                f"Pass either a recipe or --resume, not both: a resumed run uses the recipe saved in {resume}."
+            )
+        found = newest_checkpoint(resume / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"Nothing to resume in {resume}: no checkpoint in {resume / 'checkpoints'}.")
+        loaded = load_recipe(found[1]["recipe"], overrides, registry=state.registry)
+        loaded = dataclasses.replace(loaded, source=str(resume / "recipe.toml"))
+        trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,
+                          run_dir=resume, resume=True)
+        console.print(f"Resuming [bold]{resume}[/] at step {trainer.state.step} (epoch {trainer.state.epoch + 1}).")
+    else:
+        if recipe is None:
+            raise CheckpointError("Give a recipe to train (`tkit recipes list`), or --resume RUN_FOLDER.")
+        path = find_recipe(recipe, state.pm)
+        loaded = load_recipe(path, overrides, registry=state.registry)
+        trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,
+                          overwrite=overwrite)
+        console.print(
+            f"Training [bold]{loaded.run.name}[/] ({path}) on {trainer.device}: {len(trainer.dataset)} images, "
+            f"{trainer.total_steps} steps, run folder {trainer.run_dir}"
+        )
+    trainer.fit()
+    stopped = trainer.stop_requested
+    verb = "Stopped" if stopped else "Done"
+    console.print(f"{verb} at step {trainer.state.step}. Results: {trainer.run_dir / 'index.html'}")
+    if stopped:
+        console.print(f"Continue with: tkit train --resume {trainer.run_dir}")
+        raise typer.Exit(code=130)

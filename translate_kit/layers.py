@@ -1,0 +1,62 @@
+"""Building blocks shared by architectures: normalisation by name and the papers' initialisation.
+
+Kept in the core so that every plugin (first-party or not) resolves "batch"/"instance"/"none" the
+same way and initialises weights as pix2pix/CycleGAN do, instead of re-deriving the bias rule in
+every class.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+__all__ = ["NORMS", "Norm", "conv_bias", "init_weights", "make_norm"]
+
+Norm = Literal["batch", "instance", "none"]
+NORMS: tuple[str, ...] = ("batch", "instance", "none")
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The normalisation layer `norm` for `channels` feature maps.
+
+    "batch" is BatchNorm with affine parameters and running statistics; "instance" is InstanceNorm
+    without either (the pix2pix/CycleGAN reference's choice); "none" is the identity.
+
+    Example:
+        >>> make_norm("instance", 8)
+        InstanceNorm2d(8, eps=1e-05, momentum=0.1, affine=False, track_running_stats=False)
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"Expected norm to be one of {', '.join(NORMS)}, got {norm!r}")
+
+
+def conv_bias(norm: str) -> bool:
+    """Whether a convolution followed by `norm` needs its own bias.
+
+    BatchNorm's shift makes a bias redundant; InstanceNorm without affine parameters subtracts the
+    mean (so a bias is redundant too, but the reference keeps it, and parameter counts follow the
+    reference); with no norm the bias is the only shift.
+    """
+    return norm != "batch"
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """Initialise as pix2pix does: conv/linear weights N(0, std), biases 0, norm scales N(1, std).
+
+    Returns the module, so `init_weights(UNetGenerator(...))` reads as construction.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+    return module

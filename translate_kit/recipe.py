@@ -1,0 +1,338 @@
+"""Recipes: TOML files that select components and settings, loaded into typed, validated configs.
+
+A recipe has three core tables, `[run]`, `[data]` and `[train]`, which map onto the frozen
+dataclasses below, and one table per component kind (`[method]`, `[generator]`, `[discriminator]`)
+whose `name` selects a registered factory and whose other keys are that factory's keyword
+arguments. `[data]` mixes both: its `dataset` key names a dataset component, and keys that are not
+`DataConfig` fields go to that dataset's factory (`root`, `direction`, ...).
+
+Everything is checked at load time, so a typo fails before any data is read:
+
+    recipe = load_recipe("recipes/pix2pix_facades.toml", ["train.epochs=5"], registry=registry)
+
+Overrides (`--set table.key=value`) are parsed as TOML values (`5`, `2e-4`, `true`, `[0.5, 0.9]`,
+`"text"`), with a bare word taken as a string, and checked like the file's values. There is no
+inheritance and no interpolation: a new recipe is a copied file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from translate_kit.errors import RecipeError, did_you_mean
+from translate_kit.validation import coerce, describe
+
+if TYPE_CHECKING:
+    from translate_kit.registry import Registry
+
+__all__ = [
+    "COMPONENT_TABLES",
+    "DataConfig",
+    "Recipe",
+    "RunConfig",
+    "TrainConfig",
+    "dump_toml",
+    "load_recipe",
+    "parse_override",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """[run]: naming, placement and seeding of a run."""
+
+    name: str = "run"  # the run folder is <dir>/<name>
+    dir: str = "runs"  # where run folders go, relative to the working directory
+    seed: int = 0  # seeds Python's and torch's generators; data order and jitter follow from it
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """[data]: which dataset, and how images are prepared. Other keys go to the dataset factory."""
+
+    dataset: str = "aligned"  # registry name of the dataset component
+    load_size: int = 286  # images are resized to load_size x load_size once, when first decoded
+    crop_size: int = 256  # then randomly cropped on the device (the paper's jitter: 286 -> 256)
+    flip: bool = True  # random horizontal flip, the same for input and target
+    in_channels: int = 3  # input images are converted to this many channels (1 or 3)
+    out_channels: int = 3  # target images likewise
+    cache: bool = True  # keep decoded, resized uint8 images in memory after the first read
+    num_workers: int = 0  # DataLoader worker processes when cache is off
+    options: dict[str, Any] = field(default_factory=dict)  # the dataset factory's keyword arguments
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """[train]: optimisation, schedule, precision and bookkeeping."""
+
+    epochs: int = 100  # epochs at the initial learning rate (pix2pix: 100)
+    decay_epochs: int = 100  # then epochs of linear decay towards 0 (pix2pix: 100)
+    batch_size: int = 1  # pix2pix: 1
+    lr: float = 2e-4  # Adam learning rate for every optimiser (pix2pix: 2e-4)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (pix2pix: 0.5, 0.999)
+    max_steps: int = 0  # stop after this many optimisation steps in total; 0: run all epochs
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 elsewhere
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA
+    compile: bool = False  # torch.compile the networks
+    log_every: int = 50  # steps between logged means (progress bar, losses.jsonl, hooks)
+    checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 3  # newest checkpoints kept in the run folder
+    sample_every: int = 1  # epochs between sample pages
+    num_samples: int = 4  # training images shown on the sample page
+    max_nonfinite_steps: int = 10  # stop after this many updates in a row with a NaN/inf loss (each is skipped)
+
+
+CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}
+COMPONENT_TABLES = ("method", "generator", "discriminator")  # kinds selected by their own table
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A validated recipe. `components` maps a component table ("method", "generator", ...) to its
+    table, `{"name": ..., **options}`; `source` says where it came from, for messages."""
+
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = "<recipe>"
+
+    def where(self, table: str) -> str:
+        """`"recipes/x.toml, [table]"`: the prefix of messages about a table."""
+        return f"{self.source}, [{table}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain TOML-able data; `load_recipe(recipe.to_dict())` gives it back."""
+        data = {k: v for k, v in _fields(self.data).items() if k != "options"}
+        data.update(self.data.options)
+        out: dict[str, Any] = {"run": _fields(self.run), "data": data}
+        for table in COMPONENT_TABLES:
+            if table in self.components:
+                out[table] = dict(self.components[table])
+        out["train"] = _fields(self.train)
+        return out
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split `"table.key=value"` into (table, key, value), the value parsed as a TOML value.
+
+    Example:
+        >>> parse_override("train.betas=[0.5, 0.9]")
+        ('train', 'betas', [0.5, 0.9])
+        >>> parse_override("data.root=../shared/data/facades")
+        ('data', 'root', '../shared/data/facades')
+    """
+    path, sep, raw = text.partition("=")
+    table, dot, key = path.strip().partition(".")
+    if not sep or not dot or not table or not key:
+        raise RecipeError(f"--set {text!r}: expected table.key=value, e.g. --set train.epochs=5.")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as a path: take it as a string
+    return table, key, value
+
+
+def load_recipe(
+    source: str | Path | Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    *,
+    registry: Registry | None = None,
+) -> Recipe:
+    """Load, override and validate a recipe.
+
+    Args:
+        source: a TOML file, or an already parsed mapping (e.g. from a checkpoint).
+        overrides: `"table.key=value"` strings, applied in order after the file.
+        registry: when given, component names and their options are checked too.
+
+    Raises:
+        RecipeError: the file is missing or not TOML, or a table, key or value is wrong; the message
+            names the file, the table, the key, the value and the valid choices.
+    """
+    if isinstance(source, Mapping):
+        raw, origin = _copy_tables(source), "<recipe>"
+    else:
+        path = Path(source)
+        origin = str(path)
+        if not path.is_file():
+            raise RecipeError(f"Recipe file {path} does not exist. List the shipped recipes with `tkit recipes list`.")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"{path} is not valid TOML: {exc}. See docs/recipes.md for the format.") from None
+
+    set_by: dict[tuple[str, str], str] = {}  # (table, key) -> the --set text, for messages
+    for text in overrides:
+        table, key, value = parse_override(text)
+        raw.setdefault(table, {})
+        if not isinstance(raw[table], dict):
+            raise RecipeError(f"--set {text}: {table!r} is not a table in {origin}.")
+        raw[table][key] = value
+        set_by[(table, key)] = f"--set {text}"
+
+    def where(table: str, key: str | None = None) -> str:
+        if key is not None and (table, key) in set_by:
+            return set_by[(table, key)]
+        return f"{origin}, [{table}]"
+
+    valid_tables = list(CORE_TABLES) + list(COMPONENT_TABLES)
+    for table, value in raw.items():
+        if table not in valid_tables:
+            raise RecipeError(
+                f"{origin}: unknown table [{table}].{did_you_mean(table, valid_tables)} "
+                f"Valid tables: {', '.join(valid_tables)}."
+            )
+        if not isinstance(value, dict):
+            raise RecipeError(f"{origin}: {table!r} must be a table ([{table}]), got {value!r}.")
+
+    data_table = dict(raw.get("data", {}))
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)} - {"options"}
+    options = {k: data_table.pop(k) for k in list(data_table) if k not in data_fields}
+    if "options" in raw.get("data", {}):
+        raise RecipeError(f"{where('data')}: write dataset options directly in [data], not under 'options'.")
+    run = _build_config(RunConfig, raw.get("run", {}), "run", where)
+    data = _build_config(DataConfig, data_table, "data", where)
+    train = _build_config(TrainConfig, raw.get("train", {}), "train", where)
+    data = dataclasses.replace(data, options=options)
+    _check_ranges(run, data, train, where)
+
+    components = {t: dict(raw[t]) for t in COMPONENT_TABLES if t in raw}
+    if "method" not in components:
+        raise RecipeError(f"{origin}: missing table [method]; it names the training method, e.g. name = \"pix2pix\".")
+    if registry is not None:
+        dataset_table = {"name": data.dataset, **options}
+        _check_component(registry, "dataset", dataset_table, where("data"), set_by, "data", data_fields)
+        for table, body in components.items():
+            _check_component(registry, table, body, where(table), set_by, table, set())
+    return Recipe(run=run, data=data, train=train, components=components, source=origin)
+
+
+def _copy_tables(source: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in source.items()}
+
+
+def _build_config(cls: type, table: Mapping[str, Any], name: str, where: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "options"]
+    values = {}
+    for key, value in table.items():
+        if key not in names:
+            described = ", ".join(f"{n}: {describe(hints[n])}" for n in names)
+            raise RecipeError(
+                f"{where(name, key)}: unknown key {key!r}.{did_you_mean(key, names)} Valid keys: {described}."
+            )
+        try:
+            values[key] = coerce(value, hints[key])
+        except TypeError as exc:
+            raise RecipeError(f"{where(name, key)}, key {key!r}: {exc}.") from None
+    return cls(**values)
+
+
+def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: Any) -> None:
+    def need(ok: bool, table: str, key: str, value: Any, rule: str) -> None:
+        if not ok:
+            raise RecipeError(f"{where(table, key)}, key {key!r}: expected {rule}, got {value!r}.")
+
+    need(bool(run.name) and "/" not in run.name and run.name not in (".", ".."), "run", "name", run.name,
+         "a folder name without '/'")
+    need(data.load_size > 0, "data", "load_size", data.load_size, "a positive integer")
+    need(0 < data.crop_size <= data.load_size, "data", "crop_size", data.crop_size,
+         f"a positive integer no larger than data.load_size ({data.load_size})")
+    need(data.in_channels in (1, 3), "data", "in_channels", data.in_channels, "1 or 3")
+    need(data.out_channels in (1, 3), "data", "out_channels", data.out_channels, "1 or 3")
+    need(data.num_workers >= 0, "data", "num_workers", data.num_workers, "0 or more")
+    need(train.epochs >= 0, "train", "epochs", train.epochs, "0 or more")
+    need(train.decay_epochs >= 0, "train", "decay_epochs", train.decay_epochs, "0 or more")
+    need(train.epochs + train.decay_epochs > 0, "train", "epochs", train.epochs, "epochs + decay_epochs > 0")
+    need(train.batch_size >= 1, "train", "batch_size", train.batch_size, "1 or more")
+    need(train.lr > 0 and math.isfinite(train.lr), "train", "lr", train.lr, "a positive number")
+    need(all(0 <= b < 1 for b in train.betas), "train", "betas", list(train.betas), "two numbers in [0, 1)")
+    need(train.max_steps >= 0, "train", "max_steps", train.max_steps, "0 (no limit) or more")
+    for key in ("log_every", "checkpoint_every", "keep_checkpoints", "sample_every"):
+        need(getattr(train, key) >= 1, "train", key, getattr(train, key), "1 or more")
+    need(train.max_nonfinite_steps >= 1, "train", "max_nonfinite_steps", train.max_nonfinite_steps, "1 or more")
+    need(train.num_samples >= 0, "train", "num_samples", train.num_samples, "0 or more")
+
+
+def _check_component(
+    registry: Registry,
+    kind: str,
+    table: Mapping[str, Any],
+    where: str,
+    set_by: Mapping[tuple[str, str], str],
+    recipe_table: str,
+    also_valid: set[str],
+) -> None:
+    try:
+        registry.check(kind, table, where=where)
+    except RecipeError as exc:
+        overridden = [v for (t, _), v in set_by.items() if t == recipe_table]
+        hint = f" (overrides: {', '.join(overridden)})" if overridden else ""
+        message = str(exc)
+        if also_valid and "Valid keys:" in message:
+            message = message.rstrip(".") + f"; and the [data] keys {', '.join(sorted(also_valid))}."
+        raise RecipeError(message + hint) from None
+
+
+def dump_toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write tables of plain values (str, int, float, bool, arrays of them) as TOML.
+
+    Example:
+        >>> print(dump_toml({"train": {"lr": 0.0002, "betas": [0.5, 0.999]}}), end="")
+        [train]
+        lr = 0.0002
+        betas = [0.5, 0.999]
+    """
+    lines: list[str] = []
+    for table, body in tables.items():
+        if lines:
+            lines.append("")
+        lines.append(f"[{table}]")
+        for key, value in body.items():
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"Cannot write {value!r} ({type(value).__name__}) as TOML")

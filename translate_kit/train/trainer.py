@@ -1,0 +1,647 @@
+"""The trainer: everything around a method's optimisation step.
+
+The method (pix2pix, ...) owns its networks and losses and does one step on a batch. The trainer
+owns the rest: device and precision, optimisers and their schedules, data order and jitter, the
+run folder with its checkpoints, samples and page, progress, and the run events plugins listen to.
+
+    trainer = Trainer(recipe, registry=registry, pm=pm, console=console)
+    trainer.fit()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from translate_kit import __version__
+from translate_kit.data.jitter import PairedJitter, to_unit_range
+from translate_kit.data.loading import EpochSampler, PreparedDataset, make_loader
+from translate_kit.errors import CheckpointError, DataError, RecipeError, TrainingError
+from translate_kit.method import Method, test_time
+from translate_kit.pages import SampleRow, save_png, write_run_page
+from translate_kit.recipe import Recipe
+from translate_kit.registry import Registry
+from translate_kit.train.checkpoint import FORMAT, VERSION, atomic_save, newest_checkpoint, prune_checkpoints
+
+__all__ = ["RecipeParts", "TrainState", "Trainer", "linear_decay", "select_device"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; other names are checked for availability."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RecipeError(f"Unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"Device {name!r} was asked for, but CUDA is not available here; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RecipeError(f"Device {name!r} was asked for, but MPS is not available here; use --device cpu.")
+    return device
+
+
+def linear_decay(epochs: int, decay_epochs: int) -> Callable[[int], float]:
+    """The pix2pix reference's "linear" policy as a LambdaLR factor of the epoch index.
+
+    Constant for `epochs` epochs, then falling by 1/(decay_epochs + 1) per epoch; the last epoch
+    trains at 1/(decay_epochs + 1) of the initial rate (the reference never reaches exactly 0).
+    """
+
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(decay_epochs + 1)
+
+    return factor
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile / DDP wrappers."""
+    while True:
+        inner = getattr(net, "_orig_mod", None) or getattr(net, "module", None)
+        if not isinstance(inner, nn.Module):
+            return net
+        net = inner
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the resume point, saved in every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    epoch_step: int = 0  # batches of that epoch already done
+    step: int = 0  # optimisation steps done in total
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
+
+
+class RecipeParts:
+    """Builds a method's components from the recipe's tables (the core side of `Parts`)."""
+
+    def __init__(self, recipe: Recipe, registry: Registry) -> None:
+        self.recipe, self.registry = recipe, registry
+
+    @property
+    def in_channels(self) -> int:
+        return self.recipe.data.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.recipe.data.out_channels
+
+    def _build(self, kind: str, defaults: Mapping[str, Any], fixed: Mapping[str, Any]) -> nn.Module:
+        method = self.recipe.components["method"]["name"]
+        table = self.recipe.components.get(kind)
+        if table is None:
+            raise RecipeError(f"{self.recipe.source}: method {method!r} needs a [{kind}] table with a name.")
+        spec = self.registry.get(kind, table.get("name", ""), where=f"{self.recipe.where(kind)}, name")
+        accepted = {o.name for o in spec.options}
+        # Channel counts follow the data unless the recipe says otherwise; the method's own
+        # requirements (`fixed`) must not be contradicted.
+        defaults = {k: v for k, v in defaults.items() if k in accepted and k not in table}
+        return self.registry.build(kind, {**table, **defaults}, where=self.recipe.where(kind), fixed=fixed)
+
+    def generator(self, **fixed: Any) -> nn.Module:
+        defaults = {"in_channels": self.in_channels, "out_channels": self.out_channels}
+        return self._build("generator", defaults, fixed)
+
+    def discriminator(self, **fixed: Any) -> nn.Module:
+        return self._build("discriminator", {}, fixed)
+
+    def loss(self, name: str, **options: Any) -> nn.Module:
+        return self.registry.build("loss", {"name": name, **options}, where=f"{self.recipe.where('method')}, loss")
+
+
+class TrainContext:
+    """The `StepContext` a method's `training_step` gets: precision-aware updates."""
+
+    def __init__(
+        self,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        *,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        scaler: torch.amp.GradScaler | None,
+        state: TrainState,
+        max_nonfinite: int,
+    ) -> None:
+        self.optimizers, self.device, self.autocast_dtype, self.scaler = optimizers, device, autocast_dtype, scaler
+        self.state, self.max_nonfinite = state, max_nonfinite
+        self.skipped_this_step = False
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def update(self, group: str, loss: torch.Tensor) -> bool:
+        optimizer = self.optimizers.get(group)
+        if optimizer is None:
+            raise KeyError(f"Unknown optimiser group {group!r}; the method declares {sorted(self.optimizers)}")
+        if not bool(torch.isfinite(loss.detach())):
+            # Skip rather than poison the weights; many in a row means the run has diverged.
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_this_step = True
+            return False
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return True
+
+
+class Trainer:
+    """Train a recipe's method; see the module docstring.
+
+    Args:
+        recipe: a validated recipe.
+        registry: the components the recipe names.
+        pm: the plugin manager whose run-event hooks are called.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        console: rich console for progress and messages (none: quiet).
+        run_dir: the run folder (default `<run.dir>/<run.name>`).
+        resume: continue from the newest checkpoint in `run_dir`.
+        overwrite: delete an existing run folder and start over.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        registry: Registry,
+        pm: Any,
+        device: str = "auto",
+        console: Any | None = None,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.recipe, self.registry, self.pm, self.console = recipe, registry, pm, console
+        self.device = select_device(device)
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(recipe.run.dir) / recipe.run.name
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.state = TrainState()
+        self.history: list[dict[str, float]] = []
+        self.stop_requested = False
+        train = recipe.train
+
+        resume_from = self._prepare_run_dir(resume=resume, overwrite=overwrite)
+        random.seed(recipe.run.seed)
+        torch.manual_seed(recipe.run.seed)
+
+        # Method and networks.
+        self.method: Method = registry.build(
+            "method", recipe.components["method"], where=recipe.where("method"), args=(RecipeParts(recipe, registry),)
+        )
+        self._check_sizes()
+        self.channels_last = train.memory_format == "channels_last" or (
+            train.memory_format == "auto" and self.device.type == "cuda"
+        )
+        self.method.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        if train.compile:
+            for name in list(self.method.nets):
+                self.method.nets[name] = torch.compile(self.method.nets[name])
+
+        # Precision.
+        self.autocast_dtype = self._autocast_dtype(train.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
+
+        # Optimisers and schedules: one Adam per group the method declares.
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        for group, net_names in self.method.optimizer_groups().items():
+            params = [p for n in net_names for p in self.method.nets[n].parameters() if p.requires_grad]
+            fused = self.device.type == "cuda"
+            self.optimizers[group] = torch.optim.Adam(params, lr=train.lr, betas=train.betas, fused=fused or None)
+        factor = linear_decay(train.epochs, train.decay_epochs)
+        self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, factor) for g, o in self.optimizers.items()}
+        self.ctx = TrainContext(
+            self.optimizers,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            scaler=self.scaler,
+            state=self.state,
+            max_nonfinite=train.max_nonfinite_steps,
+        )
+
+        # Data.
+        data = recipe.data
+        dataset = registry.build("dataset", {"name": data.dataset, **data.options}, where=recipe.where("data"))
+        self.dataset = PreparedDataset(
+            dataset, load_size=data.load_size, channels={"A": data.in_channels, "B": data.out_channels}, cache=data.cache
+        )
+        if len(self.dataset) < train.batch_size:
+            raise DataError(
+                f"The dataset has {len(self.dataset)} image(s), fewer than train.batch_size = {train.batch_size}; "
+                "add images or lower the batch size."
+            )
+        self.sampler = EpochSampler(len(self.dataset), seed=recipe.run.seed)
+        self.loader = make_loader(
+            self.dataset,
+            self.sampler,
+            batch_size=train.batch_size,
+            num_workers=data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.steps_per_epoch = len(self.dataset) // train.batch_size
+        self.jitter = PairedJitter(data.crop_size, data.flip)
+
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # ----------------------------------------------------------------------------------------
+    # Set-up helpers
+
+    def _prepare_run_dir(self, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        run_dir = self.run_dir
+        if resume:
+            found = newest_checkpoint(self.checkpoint_dir)
+            if found is None:
+                raise CheckpointError(
+                    f"Nothing to resume in {run_dir}: it holds no checkpoint. Start the run afresh with "
+                    "`tkit train RECIPE` (add --overwrite to replace the folder)."
+                )
+            self.resumed_from = found[0]
+            return found[1]
+        if run_dir.exists() and any(run_dir.iterdir()):
+            ours = (run_dir / "recipe.toml").exists() or self.checkpoint_dir.exists()
+            if not overwrite:
+                hint = f"resume it with `tkit train --resume {run_dir}`, or " if ours else ""
+                raise CheckpointError(
+                    f"Run folder {run_dir} already exists and is not empty; {hint}start over with --overwrite, "
+                    "or choose another run name with --set run.name=NAME."
+                )
+            if not ours:
+                raise CheckpointError(
+                    f"Run folder {run_dir} exists but is not a translate-kit run (no recipe.toml or checkpoints/); "
+                    "refusing to delete it. Choose another run.name or run.dir."
+                )
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.toml").write_text(
+            f"# Resolved recipe of this run (from {self.recipe.source}).\n" + self.recipe.to_toml(), encoding="utf-8"
+        )
+        return None
+
+    def _check_sizes(self) -> None:
+        crop = self.recipe.data.crop_size
+        for name, net in self.method.nets.items():
+            multiple = getattr(net, "size_multiple", 1)
+            if crop % multiple:
+                table = "generator" if name.startswith("G") else "discriminator"
+                raise RecipeError(
+                    f"{self.recipe.where('data')}: crop_size {crop} does not fit network {name} "
+                    f"({self.recipe.components.get(table, {}).get('name', name)}), which needs sizes that are "
+                    f"multiples of {multiple}. Use a crop_size that is a multiple of {multiple}, or a "
+                    "shallower network (e.g. --set generator.num_downs=N for a U-Net)."
+                )
+
+    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
+        if precision == "auto":
+            if self.device.type != "cuda":
+                return None
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimisers, schedules, RNGs, position."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "translate_kit_version": __version__,
+            "recipe": self.recipe.to_dict(),
+            "nets": {name: unwrap(net).state_dict() for name, net in self.method.nets.items()},
+            "method_state": self.method.extra_state(),
+            "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
+            "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "state": {
+                "epoch": self.state.epoch,
+                "epoch_step": self.state.epoch_step,
+                "step": self.state.step,
+                "nonfinite_total": self.state.nonfinite_total,
+            },
+            "rng": rng,
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.checkpoint_dir / f"step_{self.state.step:09d}.pt"
+        atomic_save(self.checkpoint_state(), path)
+        prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints)
+        self.pm.hook.translate_kit_checkpoint_saved(trainer=self, path=path, step=self.state.step)
+        return path
+
+    def _restore(self, ckpt: Mapping[str, Any]) -> None:
+        where = getattr(self, "resumed_from", "the checkpoint")
+        try:
+            for name, net in self.method.nets.items():
+                unwrap(net).load_state_dict(ckpt["nets"][name])
+            for group, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(ckpt["optimizers"][group])
+            for group, scheduler in self.schedulers.items():
+                scheduler.load_state_dict(ckpt["schedulers"][group])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{where} does not fit the networks of this recipe ({first}). Resume without --set overrides "
+                "that change the architecture."
+            ) from None
+        self.method.load_extra_state(ckpt.get("method_state", {}))
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        state = ckpt["state"]
+        self.state.epoch, self.state.epoch_step, self.state.step = state["epoch"], state["epoch_step"], state["step"]
+        self.state.nonfinite_total = state.get("nonfinite_total", 0)
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        random.setstate(_python_rng_state(ckpt["rng"]["python"]))
+        if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+
+    # ----------------------------------------------------------------------------------------
+    # The loop
+
+    @property
+    def total_epochs(self) -> int:
+        return self.recipe.train.epochs + self.recipe.train.decay_epochs
+
+    @property
+    def total_steps(self) -> int:
+        steps = self.total_epochs * self.steps_per_epoch
+        return min(steps, self.recipe.train.max_steps) if self.recipe.train.max_steps else steps
+
+    def _batch_to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(batch)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for key in ("A", "B"):
+            images = batch[key].to(self.device, non_blocking=True)
+            out[key] = to_unit_range(images)
+        out = self.jitter(out)
+        for key in ("A", "B"):
+            out[key] = out[key].contiguous(memory_format=memory_format)
+        return out
+
+    def fit(self) -> list[dict[str, float]]:
+        """Train until the recipe's epochs (or `train.max_steps`) are done; return the logged records."""
+        train = self.recipe.train
+        self._warm_cache()
+        self.pm.hook.translate_kit_run_start(trainer=self)
+        status = "failed"
+        with self._progress() as progress, self._stop_on_signal():
+            task = progress.add_task("train", total=self.total_steps, completed=self.state.step, stats="")
+            try:
+                while self.state.epoch < self.total_epochs and not self._finished():
+                    epoch = self.state.epoch
+                    progress.update(task, description=f"epoch {epoch + 1}/{self.total_epochs}")
+                    self._train_epoch(progress, task)
+                    if self.state.epoch_step < self.steps_per_epoch:  # stopped inside the epoch
+                        break
+                    for scheduler in self.schedulers.values():
+                        scheduler.step()
+                    self.state.epoch, self.state.epoch_step = epoch + 1, 0
+                    scalars = self._epoch_means()
+                    if (epoch + 1) % train.sample_every == 0 or self.state.epoch == self.total_epochs:
+                        self.write_samples(epoch + 1)
+                    self.pm.hook.translate_kit_epoch_end(trainer=self, epoch=epoch, scalars=scalars)
+                    if (epoch + 1) % train.checkpoint_every == 0 and not self._finished():
+                        self.save_checkpoint()
+                self._flush_log()
+                self.save_checkpoint()
+                if self.state.epoch_step:  # stopped mid-epoch: show where it got to
+                    self.write_samples(self.state.epoch + 1)
+                status = "interrupted" if self.stop_requested else "completed"
+            finally:
+                self.pm.hook.translate_kit_run_end(trainer=self, status=status)
+        return self.history
+
+    def _finished(self) -> bool:
+        max_steps = self.recipe.train.max_steps
+        return self.stop_requested or bool(max_steps and self.state.step >= max_steps)
+
+    def _train_epoch(self, progress: Any, task: Any) -> None:
+        batch_size = self.recipe.train.batch_size
+        self.sampler.set_epoch(self.state.epoch, start=self.state.epoch_step * batch_size)
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_count = 0
+        if not hasattr(self, "_log_sums"):
+            self._reset_log_window()
+        self.method.train()
+        for batch in self.loader:
+            batch = self._batch_to_device(batch)
+            self.ctx.skipped_this_step = False
+            scalars = self.method.training_step(batch, self.ctx)
+            if self.scaler is not None:
+                self.scaler.update()
+            self.state.step += 1
+            self.state.epoch_step += 1
+            self._count_nonfinite()
+            for key, value in scalars.items():
+                value = value.detach().float()
+                self._log_sums[key] = self._log_sums.get(key, 0) + value
+                self._epoch_sums[key] = self._epoch_sums.get(key, 0) + value
+            self._log_count += 1
+            self._epoch_count += 1
+            progress.advance(task)
+            if self.state.step % self.recipe.train.log_every == 0:
+                record = self._flush_log()
+                progress.update(task, stats=_format_stats(record))
+            if self._finished():
+                return
+
+    def _count_nonfinite(self) -> None:
+        if not self.ctx.skipped_this_step:
+            self.state.nonfinite_in_row = 0
+            return
+        self.state.nonfinite_in_row += 1
+        self.state.nonfinite_total += 1
+        if self.state.nonfinite_in_row >= self.recipe.train.max_nonfinite_steps:
+            raise TrainingError(
+                f"The loss was NaN or infinite in {self.state.nonfinite_in_row} steps in a row (step "
+                f"{self.state.step}); training stopped. The newest checkpoint in {self.checkpoint_dir} holds the "
+                "last good weights. Lower train.lr, try train.precision = \"fp32\", or check the data."
+            )
+
+    def _reset_log_window(self) -> None:
+        self._log_sums: dict[str, torch.Tensor] = {}
+        self._log_count = 0
+        self._log_time = time.perf_counter()
+
+    def _flush_log(self) -> dict[str, float]:
+        if not getattr(self, "_log_count", 0):
+            return {}
+        elapsed = max(time.perf_counter() - self._log_time, 1e-9)
+        record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
+        record.update({k: float(v) / self._log_count for k, v in self._log_sums.items()})
+        record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"] if self.optimizers else 0.0
+        record["images_per_s"] = self._log_count * self.recipe.train.batch_size / elapsed
+        record["nonfinite_total"] = self.state.nonfinite_total
+        self.history.append(record)
+        self.pm.hook.translate_kit_train_log(
+            trainer=self, step=self.state.step, epoch=self.state.epoch, scalars=record
+        )
+        self._reset_log_window()
+        return record
+
+    def _epoch_means(self) -> dict[str, float]:
+        count = max(self._epoch_count, 1)
+        return {k: float(v) / count for k, v in self._epoch_sums.items()}
+
+    def _warm_cache(self) -> None:
+        if self.dataset.cache is None:
+            return
+        with self._progress(transient=True) as progress:
+            task = progress.add_task("decode", total=len(self.dataset), stats="")
+            self.dataset.warm(threads=max(1, torch.get_num_threads()), on_item=lambda: progress.advance(task))
+
+    def _progress(self, transient: bool = False) -> Any:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=self.console,
+            disable=self.console is None,
+            transient=transient,
+        )
+
+    @contextlib.contextmanager
+    def _stop_on_signal(self) -> Iterator[None]:
+        """First Ctrl-C / SIGTERM: finish the current step, checkpoint and stop. Second: stop now."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            if self.console is not None:
+                self.console.print(
+                    "[yellow]Stopping after this step and saving a checkpoint (press Ctrl-C again to abort)."
+                )
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # ----------------------------------------------------------------------------------------
+    # Samples and the run page
+
+    def sample_items(self) -> list[dict[str, Any]]:
+        """The first `train.num_samples` training images, centre-cropped to crop_size, unjittered."""
+        crop = self.recipe.data.crop_size
+        items = []
+        for index in range(min(self.recipe.train.num_samples, len(self.dataset))):
+            item = self.dataset[index]
+            top = (item["A"].shape[-2] - crop) // 2
+            left = (item["A"].shape[-1] - crop) // 2
+            cropped = {k: item[k][:, top : top + crop, left : left + crop] for k in ("A", "B")}
+            items.append({**cropped, "name": str(item["name"])})
+        return items
+
+    @torch.no_grad()
+    def write_samples(self, epoch: int) -> None:
+        """Translate the sample images at pix2pix test time and refresh `index.html`."""
+        items = self.sample_items()
+        if not items:
+            return
+        samples = self.run_dir / "samples"
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        # A private RNG: sampling must not move the training RNG, or resumes would not be exact.
+        with torch.random.fork_rng(devices=devices), test_time(self.method, "paper"):
+            torch.manual_seed(self.recipe.run.seed)
+            for item in items:
+                x = to_unit_range(item["A"][None].to(self.device))
+                with self.ctx.autocast():
+                    y = self.method.translate(x)
+                save_png(y[0].float(), samples / f"epoch_{epoch:04d}" / f"{item['name']}.png")
+                for key, folder in (("A", "input"), ("B", "target")):
+                    path = samples / folder / f"{item['name']}.png"
+                    if not path.exists():
+                        save_png(item[key], path)
+        self.write_page()
+
+    def write_page(self) -> Path:
+        samples = self.run_dir / "samples"
+        epochs = sorted(int(p.name.split("_")[1]) for p in samples.glob("epoch_*") if p.is_dir())
+        shown = _spread(epochs, 10)
+        rows = []
+        for item in self.sample_items():
+            name = item["name"]
+            outputs = [(e, f"samples/epoch_{e:04d}/{name}.png") for e in shown]
+            rows.append(SampleRow(name, f"samples/input/{name}.png", f"samples/target/{name}.png", outputs))
+        summary = {
+            "recipe": self.recipe.source,
+            "method": str(self.recipe.components["method"].get("name")),
+            "step": str(self.state.step),
+            "epoch": f"{self.state.epoch}/{self.total_epochs}",
+            "device": str(self.device),
+        }
+        return write_run_page(
+            self.run_dir, title=f"translate-kit run: {self.recipe.run.name}", summary=summary, rows=rows,
+            recipe_text=self.recipe.to_toml(),
+        )
+
+
+def _spread(values: list[int], count: int) -> list[int]:
+    """Up to `count` values spread evenly over `values`, always keeping the last."""
+    if len(values) <= count:
+        return values
+    picks = {values[round(i * (len(values) - 1) / (count - 1))] for i in range(count)}
+    return sorted(picks)
+
+
+def _format_stats(record: Mapping[str, float]) -> str:
+    losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss"))
+    speed = record.get("images_per_s")
+    return f"{losses}  {speed:.1f} img/s" if speed is not None and math.isfinite(speed) else losses
+
+
+def _python_rng_state(state: Any) -> tuple[Any, ...]:
+    # torch.load returns the tuple's inner sequence as a list after a round trip through some formats.
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
