@@ -1,0 +1,149 @@
+"""The trainer end to end on tiny images: steps, checkpoints, exact resume, run folder, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import RECIPES, quick_overrides
+
+from translate_kit.errors import CheckpointError, DataError, RecipeError
+from translate_kit.recipe import load_recipe
+from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
+from translate_kit.train.trainer import Trainer, linear_decay
+
+TINY_UNET = ["generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8"]
+
+
+def make_trainer(registry, pm, root, run_dir, *extra, steps=2, **kwargs):
+    overrides = quick_overrides(root, run_dir, steps=steps) + TINY_UNET + list(extra)
+    recipe = load_recipe(RECIPES / "pix2pix_facades.toml", overrides, registry=registry)
+    return Trainer(recipe, registry=registry, pm=pm, device="cpu", **kwargs)
+
+
+def weights(trainer):
+    return {f"{n}.{k}": v.clone() for n, net in trainer.method.nets.items() for k, v in net.state_dict().items()}
+
+
+def test_two_steps_change_weights_and_keep_losses_finite(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    before = weights(trainer)
+    history = trainer.fit()
+    after = weights(trainer)
+    assert [r["step"] for r in history] == [1, 2]
+    assert {"loss_G_GAN", "loss_G_L1", "loss_D_real", "loss_D_fake", "lr", "images_per_s"} <= set(history[0])
+    assert all(math.isfinite(v) for r in history for v in r.values())
+    for prefix in ("G.", "D."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and "weight" in k)
+
+
+def test_run_folder_has_recipe_checkpoint_samples_page_and_losses(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    trainer.fit()
+    run = trainer.run_dir
+    assert run == tmp_path / "pix2pix_facades"
+    assert load_recipe(run / "recipe.toml", registry=registry).to_dict() == trainer.recipe.to_dict()
+    [checkpoint] = checkpoint_paths(run / "checkpoints")
+    state = load_checkpoint(checkpoint)  # weights_only=True inside
+    assert state["state"]["step"] == 2 and state["recipe"] == trainer.recipe.to_dict()
+    assert set(state["nets"]) == {"G", "D"} and set(state["optimizers"]) == {"G", "D"}
+    records = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    page = (run / "index.html").read_text()
+    for name in ("samples/input/1.png", "samples/target/1.png", "samples/epoch_0001/1.png", "<svg"):
+        assert name in page
+    from torchvision.io import read_image
+
+    output = read_image(str(run / "samples/epoch_0001/1.png"))
+    assert output.shape == (3, 32, 32) and output.float().std() > 0
+
+
+def test_resume_reproduces_the_uninterrupted_run(registry, pm, tiny_facades, tmp_path):
+    # 8 images, batch 2: 4 steps per epoch; 6 steps cross an epoch boundary and the lr decay.
+    schedule = ["train.epochs=1", "train.decay_epochs=2"]
+    straight = make_trainer(registry, pm, tiny_facades, tmp_path / "a", *schedule, steps=6)
+    straight.fit()
+
+    first = make_trainer(registry, pm, tiny_facades, tmp_path / "b", *schedule, steps=3)
+    first.fit()
+    recipe = load_recipe(first.run_dir / "recipe.toml", ["train.max_steps=6"], registry=registry)
+    resumed = Trainer(recipe, registry=registry, pm=pm, device="cpu", run_dir=first.run_dir, resume=True)
+    assert (resumed.state.step, resumed.state.epoch, resumed.state.epoch_step) == (3, 0, 3)
+    resumed.fit()
+
+    expected, got = weights(straight), weights(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    for group in ("G", "D"):
+        assert resumed.optimizers[group].param_groups[0]["lr"] == straight.optimizers[group].param_groups[0]["lr"]
+    records = [json.loads(line) for line in (first.run_dir / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+
+
+def test_existing_run_folder_is_never_silently_overwritten(registry, pm, tiny_facades, tmp_path):
+    make_trainer(registry, pm, tiny_facades, tmp_path).fit()
+    with pytest.raises(CheckpointError, match="already exists.*--resume"):
+        make_trainer(registry, pm, tiny_facades, tmp_path)
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, overwrite=True)
+    assert trainer.state.step == 0 and not (trainer.run_dir / "checkpoints").exists()
+
+
+def test_resume_without_checkpoint_is_a_clear_error(registry, pm, tiny_facades, tmp_path):
+    with pytest.raises(CheckpointError, match="Nothing to resume"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, resume=True)
+
+
+def test_crop_the_unet_cannot_take_is_a_recipe_error(registry, pm, tiny_facades, tmp_path):
+    with pytest.raises(RecipeError, match="crop_size 32 does not fit network G .*multiples of 64"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, "generator.num_downs=6")
+
+
+def test_missing_data_folder_says_how_to_fix(registry, pm, tmp_path):
+    with pytest.raises(DataError, match="does not exist.*data.root"):
+        make_trainer(registry, pm, tmp_path / "nowhere", tmp_path)
+
+
+def test_keep_checkpoints_prunes_old_ones(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(
+        registry, pm, tiny_facades, tmp_path, "train.keep_checkpoints=2", "train.checkpoint_every=1",
+        "train.epochs=3", "train.decay_epochs=0", steps=0,
+    )
+    trainer.fit()
+    names = [p.name for p in checkpoint_paths(trainer.run_dir / "checkpoints")]
+    assert names == ["step_000000008.pt", "step_000000012.pt"]
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(registry, pm, tiny_facades, tmp_path):
+    from translate_kit.errors import TrainingError
+
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "train.max_nonfinite_steps=2", steps=4)
+    before = weights(trainer)
+    real_step = trainer.method.training_step
+
+    def poisoned(batch, ctx):
+        batch = dict(batch, B=batch["B"] * float("nan"))
+        return real_step(batch, ctx)
+
+    trainer.method.training_step = poisoned
+    with pytest.raises(TrainingError, match="2 steps in a row"):
+        trainer.fit()
+    after = weights(trainer)
+    g_keys = [k for k in before if k.startswith("G.") and "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in g_keys)  # G never stepped on a NaN loss
+
+
+def test_linear_decay_matches_the_reference_rule():
+    factor = linear_decay(100, 100)
+    assert [factor(e) for e in (0, 99)] == [1.0, 1.0]
+    assert factor(100) == pytest.approx(1 - 1 / 101) and factor(199) == pytest.approx(1 / 101)
+
+
+def test_fp32_and_bf16_cpu_autocast_paths(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "train.precision=bf16",
+                           "train.memory_format=channels_last")
+    history = trainer.fit()
+    assert trainer.autocast_dtype == torch.bfloat16 and trainer.channels_last
+    assert all(math.isfinite(r["loss_G_L1"]) for r in history)
