@@ -1,0 +1,90 @@
+"""Reading image files into uint8 tensors, with errors that name the file.
+
+Decoding uses torchvision.io (libjpeg-turbo, libpng, libwebp), never PIL, so a file is decoded once
+straight into a tensor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from translate_kit.errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "read_image", "to_channels"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def list_images(folder: Path, *, what: str = "images") -> list[Path]:
+    """Image files directly in `folder`, sorted naturally (2.jpg before 10.jpg).
+
+    Raises:
+        DataError: the folder is missing or holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            f"Data folder {folder} does not exist. Check data.root in the recipe (or pass "
+            f"--set data.root=PATH); `tkit data download facades` or `tkit data synth-facades DIR` make one."
+        )
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise DataError(
+            f"Data folder {folder} holds no {what} (looked for {', '.join(IMAGE_EXTENSIONS)}). "
+            "Point data.root at a folder that has them."
+        )
+    return sorted(files, key=_natural_key)
+
+
+def _natural_key(path: Path) -> tuple[object, ...]:
+    stem = path.stem
+    return (0, int(stem), path.name) if stem.isdigit() else (1, stem, path.name)
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """Decode an image file to uint8 `(C, H, W)` with C = 1 (gray) or 3 (RGB).
+
+    Alpha is dropped, palette images are expanded, 16-bit images are scaled to 8 bits.
+
+    Raises:
+        DataError: the file cannot be read or decoded; the message names it.
+    """
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"Cannot read image {path}: {exc.strerror or exc}.") from None
+    if not raw:
+        raise DataError(f"Image {path} is empty (0 bytes). Delete or replace it.")
+    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    try:
+        image = decode_image(data, mode=ImageReadMode.UNCHANGED)
+    except RuntimeError as exc:
+        raise DataError(
+            f"Cannot decode image {path}: {str(exc).splitlines()[0]}. The file is corrupt, truncated or not "
+            "an image; delete or replace it."
+        ) from None
+    if image.dtype == torch.uint16:  # 16-bit PNG: keep the top 8 bits
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise DataError(f"Image {path} has unsupported sample type {image.dtype}; convert it to 8-bit.")
+    if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+        raise DataError(f"Image {path} has shape {tuple(image.shape)}; expected 1 to 4 channels.")
+    if image.shape[0] in (2, 4):  # gray+alpha or RGBA: drop alpha
+        image = image[:-1]
+    return image
+
+
+def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert uint8 `(C, H, W)` between gray (1) and RGB (3) with ITU-R 601 luma weights."""
+    if image.shape[-3] == channels:
+        return image
+    if channels == 3 and image.shape[-3] == 1:
+        return image.expand(*image.shape[:-3], 3, *image.shape[-2:]).clone()
+    if channels == 1 and image.shape[-3] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (image.float() * weights).sum(-3, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise ValueError(f"Expected 1 or 3 channels, got {image.shape[-3]} -> {channels}")

@@ -1,0 +1,58 @@
+"""The pix2pix random jitter on whole batches, on the training device.
+
+Input and target must move together: the same crop window and the same flip for A and B of each
+sample. Concatenating them along channels before one kornia augmentation makes that true by
+construction (each sample still gets its own window and flip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+__all__ = ["PairedJitter", "to_unit_range"]
+
+
+def to_unit_range(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 `[0, 255]` -> float `[-1, 1]`."""
+    return images.to(dtype).div_(127.5).sub_(1.0)
+
+
+class PairedJitter:
+    """Random crop to `crop_size` and random horizontal flip, identical across `keys` per sample.
+
+    Args:
+        crop_size: side of the square crop; no crop when it equals the image size.
+        flip: flip each sample left-right with probability 0.5.
+        keys: the image entries of a batch that move together.
+
+    Example:
+        >>> jitter = PairedJitter(crop_size=4, flip=True)
+        >>> batch = {"A": torch.rand(2, 3, 6, 6), "B": torch.rand(2, 1, 6, 6)}
+        >>> {k: tuple(v.shape) for k, v in jitter(batch).items()}
+        {'A': (2, 3, 4, 4), 'B': (2, 1, 4, 4)}
+    """
+
+    def __init__(self, crop_size: int, flip: bool, keys: Sequence[str] = ("A", "B")) -> None:
+        import kornia.augmentation as K
+
+        self.keys = tuple(keys)
+        self.crop = K.RandomCrop((crop_size, crop_size))
+        self.flip = K.RandomHorizontalFlip(p=0.5) if flip else None
+        self.crop_size = crop_size
+
+    def __call__(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(batch)
+        images = [batch[k] for k in self.keys]
+        height, width = images[0].shape[-2:]
+        if height < self.crop_size or width < self.crop_size:
+            raise ValueError(f"Expected images of at least {self.crop_size}x{self.crop_size}, got {height}x{width}")
+        stacked = torch.cat(images, dim=1)
+        if (height, width) != (self.crop_size, self.crop_size):
+            stacked = self.crop(stacked)
+        if self.flip is not None:
+            stacked = self.flip(stacked)
+        splits = torch.split(stacked, [x.shape[1] for x in images], dim=1)
+        out.update(zip(self.keys, splits))
+        return out

@@ -1,0 +1,143 @@
+"""From a dataset component to batches: resize once, cache, and sample in a resumable order.
+
+The deterministic part of the paper's preprocessing (resize to `load_size`, channel conversion)
+happens here, once per image, on uint8 tensors that are cached in memory; the random part (crop,
+flip) happens on the training device, on whole batches (see `jitter.py`). So a facades epoch costs
+no decoding after the first, and the data pipeline never stalls a step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from translate_kit.data.io import to_channels
+from translate_kit.errors import DataError
+
+__all__ = ["EpochSampler", "PreparedDataset", "make_loader"]
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    if image.shape[-2:] == (size, size):
+        return image
+    from torchvision.transforms.v2 import functional as F
+
+    # Bicubic with antialiasing, as the reference does with PIL; on uint8 it rounds and clamps.
+    return F.resize(image, [size, size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+
+
+class PreparedDataset(Dataset):
+    """Wrap a dataset component: resize images to `load_size`, convert channels, cache the result.
+
+    Args:
+        dataset: map-style dataset of `{"A": uint8 (C,H,W), "B": ..., "name": str}` items.
+        load_size: square side images are resized to.
+        channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
+        cache: keep prepared items in memory.
+    """
+
+    def __init__(self, dataset: Dataset, *, load_size: int, channels: Mapping[str, int], cache: bool) -> None:
+        self.dataset = dataset
+        self.load_size = load_size
+        self.channels = dict(channels)
+        self.cache: list[dict[str, Any] | None] | None = [None] * len(dataset) if cache else None  # type: ignore[arg-type]
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise DataError("The dataset is empty: its folder holds no usable image.")
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def prepare(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        for key, channels in self.channels.items():
+            item[key] = to_channels(_resize(item[key], self.load_size), channels).contiguous()
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.cache is None:
+            return self.prepare(index)
+        item = self.cache[index]
+        if item is None:
+            item = self.cache[index] = self.prepare(index)
+        return item
+
+    def warm(self, threads: int = 2, on_item: Callable[[], None] | None = None) -> None:
+        """Fill the cache in parallel (torchvision's decoders release the GIL)."""
+        if self.cache is None:
+            return
+        todo = [i for i, item in enumerate(self.cache) if item is None]
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for index, item in zip(todo, pool.map(self.prepare, todo)):
+                self.cache[index] = item
+                if on_item is not None:
+                    on_item()
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch from (seed, epoch), optionally one shard of it, from an offset.
+
+    Because the order depends only on (seed, epoch), a resumed run replays exactly the batches the
+    interrupted one would have seen: `set_epoch(e, start=k)` skips the first k indices.
+
+    Args:
+        length: dataset size.
+        seed: the run's seed.
+        shuffle: permute (training) or keep order.
+        rank, world_size: this process's shard when training on several processes; each shard gets
+            `ceil(length / world_size)` indices (the permutation wraps around to fill the last one).
+    """
+
+    def __init__(self, length: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.length, self.seed, self.shuffle = length, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def shard_size(self) -> int:
+        return math.ceil(self.length / self.world_size)
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        total = self.shard_size() * self.world_size
+        order = (order * math.ceil(total / self.length))[:total]
+        return order[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.start :])
+
+    def __len__(self) -> int:
+        return self.shard_size() - self.start
+
+
+def make_loader(
+    dataset: PreparedDataset, sampler: EpochSampler, *, batch_size: int, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """A DataLoader over `dataset` in `sampler`'s order, dropping a last incomplete batch.
+
+    Dropping keeps every step's batch the same size (batch statistics and CUDA graphs want that);
+    with batch size 1, nothing is dropped.
+    """
+    workers = 0 if dataset.cache is not None else num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        # A private generator: creating an iterator must not consume the global RNG, or a resumed
+        # run's dropout and jitter would drift from the uninterrupted run's.
+        generator=torch.Generator().manual_seed(sampler.seed),
+    )
