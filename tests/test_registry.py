@@ -142,3 +142,8 @@ def test_every_registered_factory_is_configurable_from_toml(registry):
     for spec in registry.specs():
         for option in spec.options:
             assert option.annotation is not inspect.Parameter.empty, f"{spec.kind} {spec.name}: {option.name}"
+
+
+def test_factory_range_errors_become_recipe_errors(registry):
+    with pytest.raises(RecipeError, match=r"\[generator\]: generator 'unet' rejected its options: .*num_downs"):
+        registry.build("generator", {"name": "unet", "num_downs": 0}, where="r.toml, [generator]")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from translate_kit.errors import PluginError, RecipeError, UnknownComponentError, did_you_mean
+from translate_kit.errors import PluginError, RecipeError, TranslateKitError, UnknownComponentError, did_you_mean
 from translate_kit.validation import coerce, describe
 
 if TYPE_CHECKING:
@@ -248,7 +248,13 @@ class Registry:
     ) -> Any:
         """Check `table` (see `check`) and call the factory with `*args` and the options."""
         kwargs = self.check(kind, table, where=where, fixed=fixed)
-        return self._specs[kind][table["name"]].factory(*args, **kwargs)
+        try:
+            return self._specs[kind][table["name"]].factory(*args, **kwargs)
+        except ValueError as exc:
+            # A factory's own range checks ("num_downs must be >= 1") are configuration errors too.
+            if isinstance(exc, TranslateKitError):
+                raise
+            raise RecipeError(f"{where}: {kind} {table['name']!r} rejected its options: {exc}.") from None
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Build a component from Python, with the same checks as a recipe table."""

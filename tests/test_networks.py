@@ -1,0 +1,266 @@
+"""The pix2pix networks: reference parameter counts, shapes, receptive fields, guards, init, factories."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import translate_kit_plugins.gan_losses as gan_losses_module
+import translate_kit_plugins.patchgan as patchgan_module
+import translate_kit_plugins.unet as unet_module
+from translate_kit.errors import RecipeError
+from translate_kit.registry import Registry, collect_marked
+from translate_kit_plugins.patchgan import (
+    PatchDiscriminator,
+    PixelDiscriminator,
+    patchgan,
+    patchgan_16,
+    patchgan_70,
+    patchgan_286,
+    pixelgan,
+)
+from translate_kit_plugins.unet import UNetGenerator, unet, unet_128, unet_256
+
+PLUGIN_MODULES = [unet_module, patchgan_module, gan_losses_module]
+FACTORIES = [f for module in PLUGIN_MODULES for f in collect_marked(module)]
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# Parameter counts of the reference implementation (DESIGN.md section 1).
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "expected"),
+    [
+        (unet_256, {}, 54_413_955),
+        (unet_128, {}, 41_828_995),
+        (unet, {"num_downs": 8}, 54_413_955),
+        (patchgan_70, {}, 2_768_705),
+        (patchgan, {"n_layers": 3}, 2_768_705),
+        (patchgan_16, {}, 139_585),
+        (patchgan_286, {}, 11_159_361),
+        (pixelgan, {}, 9_024),
+        (patchgan_70, {"norm": "instance", "in_channels": 3}, 2_764_737),
+    ],
+)
+def test_reference_parameter_counts(factory, kwargs, expected):
+    with torch.device("meta"):  # counts need no memory
+        net = factory(**kwargs)
+    assert num_params(net) == expected
+
+
+@pytest.mark.parametrize("num_downs", [3, 5, 6, 7, 8])
+def test_unet_dropout_layout_matches_reference(num_downs):
+    # Decoder levels from the innermost up: the innermost has none, then the paper's CD512 layers
+    # (three for 8 levels, two for 7, none up to 5), then the last four levels without.
+    with torch.device("meta"):
+        net = unet(num_downs=num_downs)
+    has_dropout = [any(isinstance(m, nn.Dropout) for m in up.modules()) for up in net.ups]
+    assert has_dropout == [False] + [True] * max(num_downs - 5, 0) + [False] * min(num_downs - 1, 4)
+    with torch.device("meta"):
+        assert not any(isinstance(m, nn.Dropout) for m in unet(num_downs=num_downs, dropout=0.0).modules())
+
+
+class _NestedUNet(nn.Module):
+    """The reference's recursive formulation: block(x) = cat([x, up(inner(down(x)))]).
+
+    Built around the flat network's own layers, so it checks the flat skip wiring (which encoder
+    output meets which decoder output, and in which channel order) against the recursive definition.
+    """
+
+    def __init__(self, flat: UNetGenerator, level: int = 0) -> None:
+        super().__init__()
+        n = len(flat.downs)
+        self.outermost = level == 0
+        self.down = flat.downs[level]
+        self.up = flat.ups[n - 1 - level]
+        self.inner = _NestedUNet(flat, level + 1) if level < n - 1 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.up(self.inner(self.down(x)))
+        return y if self.outermost else torch.cat([x, y], dim=1)
+
+
+@pytest.mark.parametrize("num_downs", [1, 2, 3, 5, 6])
+def test_unet_equals_recursive_formulation(num_downs):
+    torch.manual_seed(0)
+    net = unet(num_downs=num_downs, ngf=4).eval()
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(net(x), _NestedUNet(net)(x.clone()))
+
+
+@pytest.mark.parametrize("num_downs", [1, 2, 3, 4, 5])
+def test_tiny_unet_forward_backward(num_downs):
+    torch.manual_seed(0)
+    net = unet(num_downs=num_downs, ngf=8)
+    x = torch.randn(2, 3, 32, 32)
+    y = net(x)
+    assert y.shape == (2, 3, 32, 32)
+    assert torch.isfinite(y).all() and y.abs().max() <= 1
+    y.mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_unet_channels_and_size_multiple():
+    net = unet(num_downs=4, in_channels=1, out_channels=2, ngf=4, norm="instance")
+    assert net.size_multiple == 16
+    assert net(torch.randn(1, 1, 16, 48)).shape == (1, 2, 16, 48)
+    assert unet_128(ngf=2).size_multiple == 128 and unet_256(ngf=2).size_multiple == 256
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 33, 32), (1, 3, 32, 48), (1, 1, 32, 32), (3, 32, 32)])
+def test_unet_size_guard(shape):
+    net = unet(num_downs=5, ngf=4)
+    with pytest.raises(ValueError, match="divisible by 32") as info:
+        net(torch.randn(shape))
+    assert str(tuple(shape)) in str(info.value) and "(B, 3, H, W)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"num_downs": 0}, {"num_downs": -1}, {"ngf": 0}, {"dropout": 1.0}, {"dropout": -0.1}, {"norm": "group"}]
+)
+def test_unet_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        unet(**{"num_downs": 3, "ngf": 4, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("factory", "size", "out"),
+    [(patchgan_16, 64, 30), (patchgan_70, 256, 30), (patchgan_70, 64, 6), (patchgan_286, 96, 1), (pixelgan, 20, 20)],
+)
+def test_discriminator_output_shape(factory, size, out):
+    d = factory(ndf=8)
+    assert d(torch.randn(2, 6, size, size)).shape == (2, 1, out, out)
+
+
+def test_discriminator_input_guard():
+    d = patchgan_70(ndf=8)
+    assert d.min_size == 24
+    d(torch.randn(1, 6, 24, 24))
+    with pytest.raises(ValueError, match=r"\(B, 6, H, W\) with H, W >= 24, got \(1, 6, 23, 64\)"):
+        d(torch.randn(1, 6, 23, 64))
+    with pytest.raises(ValueError, match=r"got \(1, 3, 64, 64\)"):
+        d(torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("n_layers", [0, -2])
+def test_patchgan_rejects_bad_depth(n_layers):
+    with pytest.raises(ValueError, match="n_layers >= 1"):
+        PatchDiscriminator(n_layers=n_layers)
+
+
+@pytest.mark.parametrize("factory", [patchgan_16, patchgan_70, pixelgan])
+def test_discriminator_features(factory):
+    torch.manual_seed(0)
+    d = factory(ndf=8).eval()
+    x = torch.randn(1, 6, 64, 64)
+    logits, features = d(x, return_features=True)
+    assert len(features) == len(d.blocks) == (d.n_layers + 1 if isinstance(d, PatchDiscriminator) else 2)
+    torch.testing.assert_close(logits, d(x))
+    torch.testing.assert_close(d.head(features[-1]), logits)
+    assert all(f.shape[0] == 1 and f.ndim == 4 for f in features)
+
+
+def _measured_receptive_field(d: nn.Module, size: int) -> tuple[int, int]:
+    """Extent (rows, cols) of the input pixels whose gradient reaches the central output logit."""
+    torch.manual_seed(0)
+    d = d.double().eval()  # eval: BatchNorm uses running statistics, no cross-talk between pixels
+    with torch.no_grad():
+        for m in d.modules():
+            if isinstance(m, nn.Conv2d):  # positive weights: no cancellation can hide a connection
+                fan_in = m.weight[0].numel()
+                m.weight.uniform_(0.5 / fan_in, 1.5 / fan_in)
+    x = torch.rand(1, d.in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = (x.grad.abs().sum(dim=(0, 1, 3)) > 0).nonzero().flatten()
+    cols = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+    # The field must lie inside the image, or padding would have clipped the measurement.
+    assert rows.min() > 0 and rows.max() < size - 1 and cols.min() > 0 and cols.max() < size - 1
+    assert len(rows) == rows.max() - rows.min() + 1  # contiguous
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize(
+    ("factory", "size", "expected"),
+    [(patchgan_16, 64, 16), (patchgan_70, 128, 70), (patchgan_286, 320, 286), (pixelgan, 9, 1)],
+)
+def test_receptive_field_measured_from_gradients(factory, size, expected):
+    d = factory(ndf=8)
+    assert _measured_receptive_field(d, size) == (expected, expected)
+    assert d.receptive_field == expected
+
+
+@pytest.mark.parametrize(("n_layers", "expected"), [(2, 34), (4, 142)])
+def test_receptive_field_attribute_other_depths(n_layers, expected):
+    d = patchgan(n_layers=n_layers, ndf=4)
+    assert d.receptive_field == expected == _measured_receptive_field(d, expected + 64)[0]
+
+
+def test_init_statistics():
+    torch.manual_seed(0)
+    d = patchgan_70()
+    big = d.blocks[3][0].weight  # 512 x 256 x 4 x 4 = 2M weights
+    assert big.numel() > 2_000_000
+    assert abs(big.mean().item()) < 1e-3 and big.std().item() == pytest.approx(0.02, rel=0.01)
+    g = unet(num_downs=5, ngf=16)
+    bn = torch.cat([m.weight for m in [*g.modules(), *d.modules()] if isinstance(m, nn.BatchNorm2d)])
+    assert bn.mean().item() == pytest.approx(1.0, abs=0.005) and bn.std().item() == pytest.approx(0.02, rel=0.2)
+    biases = [m.bias for m in [*g.modules(), *d.modules()] if getattr(m, "bias", None) is not None]
+    assert biases and all(torch.count_nonzero(b) == 0 for b in biases)
+    assert g.ups[-1].conv.bias is not None and g.downs[0].conv.bias is None  # the reference's bias rule
+
+
+def test_instance_norm_keeps_biases():
+    d = patchgan_70(norm="instance", ndf=8)
+    assert all(m.bias is not None for m in d.modules() if isinstance(m, nn.Conv2d))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+
+
+@pytest.mark.parametrize("factory", FACTORIES, ids=lambda f: f.__name__)
+def test_factory_signature_is_recipe_ready(factory):
+    signature = inspect.signature(factory, eval_str=True)
+    for param in signature.parameters.values():
+        assert param.kind is param.KEYWORD_ONLY, f"{factory.__name__}({param.name}) must be keyword-only"
+        assert param.annotation is not param.empty, f"{factory.__name__}({param.name}) needs an annotation"
+        assert param.default is not param.empty, f"{factory.__name__}({param.name}) needs a default"
+    assert signature.return_annotation is not signature.empty
+    assert inspect.getdoc(factory)
+    with torch.device("meta"):
+        assert isinstance(factory(), nn.Module)
+
+
+def test_factories_register_and_type_check():
+    registry = Registry()
+    for module in PLUGIN_MODULES:
+        for factory in collect_marked(module):
+            registry.add(factory, plugin=module.__name__)
+    assert registry.names("generator") == ["unet", "unet_128", "unet_256"]
+    assert registry.names("discriminator") == ["patchgan", "patchgan_16", "patchgan_286", "patchgan_70", "pixelgan"]
+    assert registry.names("loss") == ["hinge", "l1", "lsgan", "vanilla", "wgangp"]
+    net = registry.create("generator", "unet", num_downs=3, ngf=4, norm="instance")
+    assert isinstance(net, UNetGenerator) and net.size_multiple == 8
+    assert isinstance(registry.create("discriminator", "pixelgan", ndf=4), PixelDiscriminator)
+    with pytest.raises(RecipeError, match="ngf"):
+        registry.create("generator", "unet_256", ngf="64")
+    with pytest.raises(RecipeError, match="norm"):
+        registry.create("discriminator", "patchgan_70", norm="group")
+    with pytest.raises(RecipeError, match="n_layers"):  # the sized variant fixes its depth
+        registry.create("discriminator", "patchgan_70", n_layers=5)
+
+
+def test_unet_output_range_and_dropout_is_random_in_train_mode():
+    torch.manual_seed(0)
+    net = unet(num_downs=6, ngf=4)
+    x = torch.randn(2, 3, 64, 64)
+    a, b = net(x), net(x)
+    assert not torch.equal(a, b)  # dropout on level 4, the pix2pix noise source
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    assert math.isfinite(a.sum().item())
