@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/tkit data synth-facades data/synth_facades --count 160 --size 64
+	$(BIN)/tkit data synth-facades data/synth_facades --count 160 --size 64 --overwrite
 	$(BIN)/tkit train recipes/quickstart.toml --overwrite
 	@echo "Open runs/quickstart/index.html to see the results."
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check translate-kit's GPU paths and train pix2pix on the real facades for a while on one GPU.
 #
-#   bash benchmarks/gpu_facades.sh DATA_ROOT OUT_DIR [SECONDS]
+#   bash benchmarks/gpu_facades.sh DATA_ROOT OUT_DIR [SECONDS] [all|paper]
 #
 # 1. fp16 autocast with a grad scaler, 60 steps;  2. torch.compile, 200 steps;
 # 3. the paper recipe (bf16 autocast, channels_last, batch 1, 256x256) until SECONDS have passed,
@@ -11,22 +11,25 @@ set -euo pipefail
 data=${1:?data root with train/ val/ test/}
 out=${2:?output folder}
 seconds=${3:-300}
+stages=${4:-all}
 runs=$(mktemp -d)
 common=(--set "data.root=$data" --set "run.dir=$runs" --device cuda)
 
 nvidia-smi -L || true
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 
-echo "== fp16 + GradScaler"
-tkit train recipes/pix2pix_facades.toml "${common[@]}" --set run.name=fp16 --set train.precision=fp16 \
-  --set train.max_steps=60 --set train.log_every=20
-echo "== torch.compile"
-tkit train recipes/pix2pix_facades.toml "${common[@]}" --set run.name=compiled --set train.compile=true \
-  --set train.max_steps=200 --set train.log_every=50
+if [ "$stages" = all ]; then
+  echo "== fp16 + GradScaler"
+  tkit train recipes/pix2pix_facades.toml "${common[@]}" --set run.name=fp16 --set train.precision=fp16 \
+    --set train.max_steps=60 --set train.log_every=20
+  echo "== torch.compile"
+  tkit train recipes/pix2pix_facades.toml "${common[@]}" --set run.name=compiled --set train.compile=true \
+    --set train.max_steps=200 --set train.log_every=50
+fi
 echo "== paper recipe, bf16, for ${seconds}s"
 status=0
 timeout --signal=TERM "$seconds" tkit train recipes/pix2pix_facades.toml "${common[@]}" \
-  --set train.checkpoint_every=1 --set train.log_every=200 || status=$?
+  --set train.checkpoint_every=1 --set train.log_every=200 --set train.sample_every=5 || status=$?
 echo "exit status $status (124 = stopped by timeout's SIGTERM after saving)"
 run="$runs/pix2pix_facades"
 ls "$run/checkpoints"

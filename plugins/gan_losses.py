@@ -264,5 +264,5 @@ def wgangp(*, gp_weight: float = 10.0) -> GANLoss:
 
 @register_loss()
 def l1() -> nn.L1Loss:
-    """Mean absolute error, pix2pix's reconstruction term (weighted by the method's lambda_l1)."""
+    """Mean absolute error, for methods that take a reconstruction loss by name."""
     return nn.L1Loss()

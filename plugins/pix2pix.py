@@ -9,6 +9,7 @@ choice, slowing D relative to G); then G with D frozen, GAN loss on the fake pai
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,13 @@ class Pix2Pix(Method):
 
 @register_method()
 def pix2pix(
-    parts: Parts, /, *, lambda_l1: float = 100.0, gan_mode: str = "vanilla", conditional: bool = True
+    parts: Parts,
+    /,
+    *,
+    lambda_l1: float = 100.0,
+    gan_mode: str = "vanilla",
+    gan_options: dict[str, Any] | None = None,
+    conditional: bool = True,
 ) -> Pix2Pix:
     """pix2pix (Isola et al. 2017): conditional GAN + lambda * L1 on paired images.
 
@@ -87,13 +94,21 @@ def pix2pix(
         parts: builds the recipe's [generator] and [discriminator] (given by the trainer).
         lambda_l1: weight of the L1 term; the paper uses 100.
         gan_mode: the GAN loss component: vanilla (the paper's), lsgan, hinge or wgangp.
+        gan_options: options of that loss, e.g. `{ target_real = 0.9 }` (one-sided label smoothing)
+            or `{ gp_weight = 10.0 }` for wgangp.
         conditional: D sees (input, output) pairs; False is the paper's unconditional ablation.
     """
+    gan_loss = parts.loss(gan_mode, **(gan_options or {}))
+    if not callable(getattr(gan_loss, "penalty", None)):
+        raise ValueError(
+            f"gan_mode {gan_mode!r} is not a GAN loss (it has no real/fake targets and no penalty); "
+            "use vanilla, lsgan, hinge or wgangp"
+        )
     d_channels = parts.in_channels + parts.out_channels if conditional else parts.out_channels
     return Pix2Pix(
         parts.generator(),
         parts.discriminator(in_channels=d_channels),
-        parts.loss(gan_mode),
+        gan_loss,
         lambda_l1=lambda_l1,
         conditional=conditional,
     )

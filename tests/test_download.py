@@ -332,3 +332,19 @@ def test_archive_already_in_root_is_used(tmp_path, server, tiny_facades):
     (tmp_path / "facades.tar.gz").write_bytes(make_archive())
     assert_tiny_dataset(download_dataset("facades", tmp_path))
     assert server.ranges == []
+
+
+def test_cli_download_with_progress_and_offline_error(tmp_path, server, tiny_facades):
+    from typer.testing import CliRunner
+
+    from translate_kit.cli import make_app
+
+    server.serve(make_archive())
+    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "facades is ready" in result.output
+    assert_tiny_dataset(tmp_path / "facades")
+
+    url = f"http://127.0.0.1:{closed_port()}/facades.tar.gz"
+    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--root", str(tmp_path / "b"), "--url", url])
+    assert result.exit_code == 1 and url in result.output and "Traceback" not in result.output

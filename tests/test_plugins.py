@@ -166,7 +166,7 @@ def test_hook_run_events_in_order(registry, tiny_facades, tmp_path):
     pm = get_plugin_manager(autoload=False, plugins=[recorder])
     overrides = quick_overrides(tiny_facades, tmp_path, steps=0) + [
         "generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8",
-        "train.epochs=1", "train.decay_epochs=0", "train.log_every=2",
+        "train.epochs=1", "train.decay_epochs=0", "train.log_every=2", "train.checkpoint_every=1",
     ]
     recipe = load_recipe(ROOT / "recipes" / "pix2pix_facades.toml", overrides, registry=registry)
     Trainer(recipe, registry=registry, pm=pm, device="cpu").fit()

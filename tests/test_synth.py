@@ -179,3 +179,18 @@ def test_write_synth_facades_overwrite_replaces_numbered_images(tmp_path):
 def test_write_synth_facades_rejects_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
         write_synth_facades(tmp_path / "synth", **kwargs)
+
+
+def test_cli_synth_facades_writes_a_trainable_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from translate_kit.cli import make_app
+
+    args = ["data", "synth-facades", str(tmp_path), "--count", "6", "--size", "32", "--seed", "3"]
+    result = CliRunner().invoke(make_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 6 pairs" in result.output
+    assert len(list((tmp_path / "train").glob("*.jpg"))) >= 1
+    again = CliRunner().invoke(make_app(), args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert CliRunner().invoke(make_app(), [*args, "--overwrite"]).exit_code == 0

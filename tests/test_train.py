@@ -147,3 +147,25 @@ def test_fp32_and_bf16_cpu_autocast_paths(registry, pm, tiny_facades, tmp_path):
     history = trainer.fit()
     assert trainer.autocast_dtype == torch.bfloat16 and trainer.channels_last
     assert all(math.isfinite(r["loss_G_L1"]) for r in history)
+
+
+def test_a_recipe_that_fails_to_build_leaves_no_run_folder(registry, pm, tiny_facades, tmp_path):
+    with pytest.raises(RecipeError):
+        make_trainer(registry, pm, tiny_facades, tmp_path, "generator.num_downs=6")
+    assert not (tmp_path / "pix2pix_facades").exists()
+    make_trainer(registry, pm, tiny_facades, tmp_path)  # so the corrected recipe starts without --overwrite
+
+
+def test_crop_below_the_discriminators_minimum_is_a_recipe_error(registry, pm, tiny_facades, tmp_path):
+    with pytest.raises(RecipeError, match="smaller than the 96 pixels network D"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, "discriminator.n_layers=5")
+
+
+def test_gan_mode_must_name_a_gan_loss(registry, pm, tiny_facades, tmp_path):
+    with pytest.raises(RecipeError, match="gan_mode 'l1' is not a GAN loss"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, "method.gan_mode=l1")
+    with pytest.raises(RecipeError, match="unknown key 'target_rea' for loss 'vanilla'"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, "method.gan_options={target_rea = 0.9}")
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "method.gan_mode=lsgan",
+                           "method.gan_options={target_real = 0.9}")
+    assert trainer.method.gan_loss.mode == "lsgan"

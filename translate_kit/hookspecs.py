@@ -81,7 +81,8 @@ def translate_kit_train_log(trainer: Trainer, step: int, epoch: int, scalars: Ma
         trainer: the running trainer.
         step: optimisation steps done so far (1-based after the first step).
         epoch: the current epoch (0-based).
-        scalars: losses and figures such as `loss_G_GAN`, `loss_D`, `images_per_s`, `lr`.
+        scalars: the method's losses (pix2pix: `loss_G_GAN`, `loss_G_L1`, `loss_D_real`, `loss_D_fake`)
+            and the trainer's `step`, `epoch`, `lr`, `images_per_s` and `nonfinite_total`.
     """
 
 

@@ -12,7 +12,7 @@ is which:
   `ctx.update("D", loss_D)` then `ctx.update("G", loss_G)`; the context does the precision-aware
   backward, skips non-finite losses, steps the optimiser and zeroes gradients, so no method touches
   AMP or DDP; it returns the scalars to log (detached tensors);
-- `translate(x)` is inference: the trainer's samples and `tkit translate` call only that.
+- `translate(x)` is inference: the trainer's sample pages call only that.
 
 A method factory receives a `Parts` as its positional-only first argument and builds its networks
 from the recipe's tables through it:

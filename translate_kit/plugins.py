@@ -16,7 +16,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +90,8 @@ def get_plugin_manager(
     if autoload:
         pm.load_entry_points(ENTRY_POINT_GROUP)
     if plugins_dir is not None:
-        for module in _load_folder(Path(plugins_dir)):
-            if not pm.is_blocked(module.__name__):
-                pm.register(module, name=module.__name__)
+        for name, module in _load_folder(Path(plugins_dir), skip=pm.is_blocked):
+            pm.register(module, name=name)
     for plugin in plugins:
         pm.register(plugin)
     try:
@@ -104,20 +103,25 @@ def get_plugin_manager(
     return pm
 
 
-def _load_folder(folder: Path) -> list[object]:
+def _load_folder(folder: Path, skip: Callable[[str], bool]) -> list[tuple[str, object]]:
+    """Import each `*.py` in `folder` (not those `skip` names) as plugin `<stem>`."""
     if not folder.is_dir():
         raise PluginError(f"Plugins folder {folder} does not exist; pass an existing folder of *.py plugin modules.")
     modules = []
     for path in sorted(folder.glob("*.py")):
-        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if skip(path.stem):
+            continue
+        # A private module name: a plugin file called json.py must not shadow the standard library.
+        module_name = f"translate_kit_plugins_dir.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module  # so pickling and `inspect` find it, as for an imported module
+        sys.modules[module_name] = module  # so pickling and `inspect` find it, as for an imported module
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001
             raise PluginError(f"Plugin module {path} failed to import: {type(exc).__name__}: {exc}") from exc
-        modules.append(module)
+        modules.append((path.stem, module))
     return modules
 
 

@@ -122,6 +122,22 @@ class Recipe:
     def to_toml(self) -> str:
         return dump_toml(self.to_dict())
 
+    def with_defaults(self, registry: Registry) -> dict[str, Any]:
+        """`to_dict()` plus every component option the recipe leaves at its default.
+
+        Options whose default is None are left out (TOML has no null), and so are channel counts,
+        which follow [data] and the method unless a recipe sets them.
+        """
+        out = self.to_dict()
+        tables = [("data", "dataset", self.data.dataset)]
+        tables += [(t, t, self.components[t]["name"]) for t in COMPONENT_TABLES if t in self.components]
+        for table, kind, name in tables:
+            for option in registry.get(kind, name).options:
+                if option.required or option.default is None or option.name in ("in_channels", "out_channels"):
+                    continue
+                out[table].setdefault(option.name, _plain(option.default))
+        return out
+
 
 def _fields(config: Any) -> dict[str, Any]:
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}

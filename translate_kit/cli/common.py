@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from translate_kit.errors import RecipeError, TranslateKitError, did_you_mean
 
@@ -34,7 +35,8 @@ def cli_command(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TranslateKitError as exc:
-            error_console().print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False)
+            # Escape: messages quote recipe tables like [generator], which rich would read as markup.
+            error_console().print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -75,11 +77,14 @@ def session(ctx: typer.Context) -> Session:
 
 def recipe_dirs(pm: PluginManager) -> list[tuple[str, Path]]:
     """(origin, folder) of every recipe folder: ./recipes, translate-kit's own, then plugins'."""
-    import translate_kit
+    import importlib.util
 
     candidates: list[tuple[str, Path]] = [("./recipes", Path.cwd() / "recipes")]
-    source_tree = Path(translate_kit.__file__).resolve().parents[1] / "recipes"
-    candidates.append(("translate-kit", source_tree))
+    # recipes/ is installed as the data-only namespace package translate_kit_recipes (see
+    # pyproject.toml); its search locations are the folders holding the shipped recipes.
+    spec = importlib.util.find_spec("translate_kit_recipes")
+    for location in spec.submodule_search_locations or () if spec else ():
+        candidates.append(("translate-kit", Path(location)))
     for impl in pm.hook.translate_kit_recipe_dirs.get_hookimpls():
         for folder in impl.function() or ():
             candidates.append((impl.plugin_name, Path(folder)))

@@ -62,7 +62,7 @@ def download(
 def synth_facades(
     root: Annotated[Path, typer.Argument(help="Folder to write train/, val/ and test/ into.")],
     count: Annotated[int, typer.Option(min=3, help="Number of image pairs in all splits.")] = 200,
-    size: Annotated[int, typer.Option(min=16, help="Side of each half, in pixels.")] = 256,
+    size: Annotated[int, typer.Option(min=32, help="Side of each half, in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the first image; the same seed gives the same images.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace images already in the folder.")] = False,
 ) -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from translate_kit.cli.common import cli_command, find_recipe, recipe_dirs, session
+from translate_kit.cli.common import cli_command, error_console, find_recipe, recipe_dirs, session
 
 __all__ = ["app"]
 
@@ -57,15 +57,18 @@ def show_recipe(
         bool, typer.Option(help="Show every value after validation, defaults included, instead of the file.")
     ] = False,
 ) -> None:
-    """Print a recipe (the file as written, or --resolved with every default filled in)."""
+    """Print a recipe: the file as written, or --resolved with every default filled in (components' too)."""
     state = session(ctx)
     path = find_recipe(name, state.pm)
-    console = Console()
-    console.print(f"[dim]{path}[/]")
     if resolved:
-        from translate_kit.recipe import load_recipe
+        from translate_kit.recipe import dump_toml, load_recipe
 
-        text = load_recipe(path, registry=state.registry).to_toml()
+        text = f"# {path}, every value resolved\n" + dump_toml(load_recipe(path, registry=state.registry).with_defaults(state.registry))
     else:
         text = path.read_text(encoding="utf-8")
-    console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
+    console = Console()
+    if console.is_terminal:
+        error_console().print(f"[dim]{path}[/]")
+        console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
+    else:  # piped: the exact text, so `tkit recipes show x > mine.toml` gives a recipe
+        typer.echo(text, nl=False)

@@ -56,7 +56,7 @@ def train(
         console.print(f"Resuming [bold]{resume}[/] at step {trainer.state.step} (epoch {trainer.state.epoch + 1}).")
     else:
         if recipe is None:
-            raise CheckpointError("Give a recipe to train (`tkit recipes list`), or --resume RUN_FOLDER.")
+            raise typer.BadParameter("give a recipe to train (`tkit recipes list`), or --resume RUN_FOLDER.")
         path = find_recipe(recipe, state.pm)
         loaded = load_recipe(path, overrides, registry=state.registry)
         trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,

@@ -66,7 +66,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"Cannot load {path} as a translate-kit checkpoint: {first}. The file is corrupt, truncated, or "
-            "was not written by translate-kit (reference pix2pix weights need `tkit convert`)."
+            "was not written by translate-kit (a bare state dict, such as the reference pix2pix code saves, is "
+            "not a translate-kit checkpoint)."
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(

@@ -209,9 +209,10 @@ class Trainer:
         self.state = TrainState()
         self.history: list[dict[str, float]] = []
         self.stop_requested = False
+        self.resumed_from: Path | None = None
         train = recipe.train
 
-        resume_from = self._prepare_run_dir(resume=resume, overwrite=overwrite)
+        resume_from = self._check_run_dir(resume=resume, overwrite=overwrite)
         if self.device.type == "cpu":
             # GAN weights and gradients drift into subnormal floats (N(0, 0.02) init, Adam's tiny
             # steps); x86 handles those in microcode, 8x slower per step on the quickstart recipe.
@@ -278,11 +279,16 @@ class Trainer:
 
         if resume_from is not None:
             self._restore(resume_from)
+        # Only now, with everything built, touch the run folder: a recipe that fails to build
+        # leaves no half-made run behind.
+        self._write_run_dir(overwrite=overwrite)
+        self._saved_step = self.state.step if resume_from is not None else -1
 
     # ----------------------------------------------------------------------------------------
     # Set-up helpers
 
-    def _prepare_run_dir(self, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    def _check_run_dir(self, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """Refuse what would lose work; return the checkpoint to resume from, if resuming."""
         run_dir = self.run_dir
         if resume:
             found = newest_checkpoint(self.checkpoint_dir)
@@ -306,24 +312,36 @@ class Trainer:
                     f"Run folder {run_dir} exists but is not a translate-kit run (no recipe.toml or checkpoints/); "
                     "refusing to delete it. Choose another run.name or run.dir."
                 )
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.toml").write_text(
-            f"# Resolved recipe of this run (from {self.recipe.source}).\n" + self.recipe.to_toml(), encoding="utf-8"
-        )
         return None
 
+    def _write_run_dir(self, *, overwrite: bool) -> None:
+        if overwrite and self.resumed_from is None and self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        text = f"# Resolved recipe of this run (from {self.recipe.source}).\n" + self.recipe.to_toml()
+        tmp = self.run_dir / ".recipe.toml.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(self.run_dir / "recipe.toml")  # on resume, --set overrides are recorded too
+
     def _check_sizes(self) -> None:
+        """Networks may declare `size_multiple` and `min_size`; check the crop against both now,
+        rather than fail inside the first step."""
         crop = self.recipe.data.crop_size
         for name, net in self.method.nets.items():
+            table = "generator" if name.startswith("G") else "discriminator"
+            label = f"network {name} ({self.recipe.components.get(table, {}).get('name', name)})"
             multiple = getattr(net, "size_multiple", 1)
             if crop % multiple:
-                table = "generator" if name.startswith("G") else "discriminator"
                 raise RecipeError(
-                    f"{self.recipe.where('data')}: crop_size {crop} does not fit network {name} "
-                    f"({self.recipe.components.get(table, {}).get('name', name)}), which needs sizes that are "
-                    f"multiples of {multiple}. Use a crop_size that is a multiple of {multiple}, or a "
+                    f"{self.recipe.where('data')}: crop_size {crop} does not fit {label}, which needs sizes that "
+                    f"are multiples of {multiple}. Use a crop_size that is a multiple of {multiple}, or a "
                     "shallower network (e.g. --set generator.num_downs=N for a U-Net)."
+                )
+            minimum = getattr(net, "min_size", 0)
+            if crop < minimum:
+                raise RecipeError(
+                    f"{self.recipe.where('data')}: crop_size {crop} is smaller than the {minimum} pixels {label} "
+                    f"needs. Use a larger crop_size or a smaller network (e.g. fewer discriminator n_layers)."
                 )
 
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
@@ -356,19 +374,24 @@ class Trainer:
                 "epoch_step": self.state.epoch_step,
                 "step": self.state.step,
                 "nonfinite_total": self.state.nonfinite_total,
+                "nonfinite_in_row": self.state.nonfinite_in_row,
             },
             "rng": rng,
         }
 
     def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step (once per step), keep the newest K, tell plugins."""
         path = self.checkpoint_dir / f"step_{self.state.step:09d}.pt"
+        if self._saved_step == self.state.step and path.exists():
+            return path
+        self._saved_step = self.state.step
         atomic_save(self.checkpoint_state(), path)
         prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints)
         self.pm.hook.translate_kit_checkpoint_saved(trainer=self, path=path, step=self.state.step)
         return path
 
     def _restore(self, ckpt: Mapping[str, Any]) -> None:
-        where = getattr(self, "resumed_from", "the checkpoint")
+        where = self.resumed_from or "the checkpoint"
         try:
             for name, net in self.method.nets.items():
                 unwrap(net).load_state_dict(ckpt["nets"][name])
@@ -388,6 +411,7 @@ class Trainer:
         state = ckpt["state"]
         self.state.epoch, self.state.epoch_step, self.state.step = state["epoch"], state["epoch_step"], state["step"]
         self.state.nonfinite_total = state.get("nonfinite_total", 0)
+        self.state.nonfinite_in_row = state.get("nonfinite_in_row", 0)
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(_python_rng_state(ckpt["rng"]["python"]))
         if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
@@ -438,7 +462,7 @@ class Trainer:
                     if (epoch + 1) % train.sample_every == 0 or self.state.epoch == self.total_epochs:
                         self.write_samples(epoch + 1)
                     self.pm.hook.translate_kit_epoch_end(trainer=self, epoch=epoch, scalars=scalars)
-                    if (epoch + 1) % train.checkpoint_every == 0 and not self._finished():
+                    if (epoch + 1) % train.checkpoint_every == 0:
                         self.save_checkpoint()
                 self._flush_log()
                 self.save_checkpoint()
@@ -592,8 +616,6 @@ class Trainer:
     def write_samples(self, epoch: int) -> None:
         """Translate the sample images at pix2pix test time and refresh `index.html`."""
         items = self.sample_items()
-        if not items:
-            return
         samples = self.run_dir / "samples"
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         # A private RNG: sampling must not move the training RNG, or resumes would not be exact.
