@@ -70,10 +70,12 @@ def write_aligned(folder: Path, count: int, size: int, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_facades(tmp_path_factory) -> Path:
-    """A pix2pix-layout dataset: train/ (8 pairs) and test/ (2 pairs) of 32x32 halves."""
+    """Synthetic facades in the pix2pix layout (photo | label map in the facades palette), 32x32
+    halves: train/ 8 pairs, val/ 1, test/ 1."""
+    from translate_kit.data.synth import write_synth_facades
+
     root = tmp_path_factory.mktemp("tiny_facades")
-    write_aligned(root / "train", 8, 32)
-    write_aligned(root / "test", 2, 32, seed=100)
+    write_synth_facades(root, count=10, size=32, seed=7)
     return root
 
 

@@ -51,6 +51,9 @@ class Method(nn.Module):
     """Base class of training methods; see the module docstring for the contract."""
 
     nets: nn.ModuleDict
+    # How the trainer's sample pages run `translate`: "paper" (pix2pix's test time: dropout on,
+    # batch statistics) or "eval" (deterministic; right for a segmenter).
+    sample_mode: Literal["paper", "eval"] = "paper"
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         """Optimiser name -> the networks in `self.nets` it updates, in update order."""
@@ -81,6 +84,9 @@ class Parts(Protocol):
 
     def discriminator(self, **fixed: Any) -> nn.Module:
         """A new discriminator from the recipe's [discriminator] table."""
+
+    def segmenter(self, **fixed: Any) -> nn.Module:
+        """A new segmenter from the recipe's [segmenter] table (e.g. `num_classes` fixed by the method)."""
 
     def loss(self, name: str, **options: Any) -> nn.Module:
         """A loss component by registry name."""

@@ -90,7 +90,7 @@ class TrainConfig:
 
 
 CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}
-COMPONENT_TABLES = ("method", "generator", "discriminator")  # kinds selected by their own table
+COMPONENT_TABLES = ("method", "generator", "discriminator", "segmenter")  # kinds selected by their own table
 
 
 @dataclass(frozen=True, slots=True)

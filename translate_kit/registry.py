@@ -48,9 +48,10 @@ __all__ = [
     "register_generator",
     "register_loss",
     "register_method",
+    "register_segmenter",
 ]
 
-Kind = Literal["generator", "discriminator", "loss", "dataset", "method"]
+Kind = Literal["generator", "discriminator", "loss", "dataset", "method", "segmenter"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MARKER = "__translate_kit__"
 
@@ -110,6 +111,7 @@ register_discriminator = functools.partial(register, "discriminator")
 register_loss = functools.partial(register, "loss")
 register_dataset = functools.partial(register, "dataset")
 register_method = functools.partial(register, "method")
+register_segmenter = functools.partial(register, "segmenter")
 
 
 def _options(factory: Callable[..., Any]) -> tuple[Option, ...]:

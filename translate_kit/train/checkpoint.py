@@ -63,9 +63,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Not torch's own text: for files it cannot unpickle safely it suggests weights_only=False,
+        # which would run arbitrary code from the file.
         raise CheckpointError(
-            f"Cannot load {path} as a translate-kit checkpoint: {first}. The file is corrupt, truncated, or "
+            f"Cannot load {path} as a translate-kit checkpoint ({type(exc).__name__}). The file is corrupt, truncated, or "
             "was not written by translate-kit (a bare state dict, such as the reference pix2pix code saves, is "
             "not a translate-kit checkpoint)."
         ) from None

@@ -123,6 +123,9 @@ class RecipeParts:
     def discriminator(self, **fixed: Any) -> nn.Module:
         return self._build("discriminator", {}, fixed)
 
+    def segmenter(self, **fixed: Any) -> nn.Module:
+        return self._build("segmenter", {"in_channels": self.in_channels}, fixed)
+
     def loss(self, name: str, **options: Any) -> nn.Module:
         return self.registry.build("loss", {"name": name, **options}, where=f"{self.recipe.where('method')}, loss")
 
@@ -619,7 +622,7 @@ class Trainer:
         samples = self.run_dir / "samples"
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         # A private RNG: sampling must not move the training RNG, or resumes would not be exact.
-        with torch.random.fork_rng(devices=devices), test_time(self.method, "paper"):
+        with torch.random.fork_rng(devices=devices), test_time(self.method, self.method.sample_mode):
             torch.manual_seed(self.recipe.run.seed)
             for item in items:
                 x = to_unit_range(item["A"][None].to(self.device))

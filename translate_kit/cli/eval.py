@@ -1,0 +1,113 @@
+"""`tkit eval`: score a trained model on a dataset split (per-pixel metrics and FCN-score)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from translate_kit.cli.common import cli_command, session
+
+__all__ = ["eval_command"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4f}")
+    return str(value)
+
+
+@cli_command
+def eval_command(
+    ctx: typer.Context,
+    checkpoint: Annotated[Path, typer.Argument(help="A run folder (its newest checkpoint) or a checkpoint file.")],
+    segmenter: Annotated[
+        Optional[Path],
+        typer.Option(help="Run folder or checkpoint of a segmenter (recipe fcn_facades) for the FCN-score."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to evaluate.")] = "test",
+    data_root: Annotated[
+        Optional[str], typer.Option(help="Read the data from here instead of the run's data.root.")
+    ] = None,
+    labels: Annotated[
+        str, typer.Option(help="Which image of a pair is the colour label map: input (labels -> photo) or target.")
+    ] = "input",
+    mode: Annotated[
+        str, typer.Option(help="Test-time behaviour: eval (deterministic) or paper (dropout on, batch statistics).")
+    ] = "eval",
+    seed: Annotated[int, typer.Option(help="Seed of paper mode's dropout.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    limit: Annotated[int, typer.Option(min=0, help="Evaluate only the first N images (0: all).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for index.html and images (default: RUN/eval_<split>).")
+    ] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
+    images: Annotated[bool, typer.Option(help="Write input/output/target images and the HTML page.")] = True,
+) -> None:
+    """Translate a dataset split and print L1, MSE, PSNR, SSIM and, with --segmenter, the FCN-score."""
+    import dataclasses
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from translate_kit.errors import RecipeError
+    from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
+    from translate_kit.inference import Translator
+
+    if labels not in ("input", "target"):
+        raise typer.BadParameter(f"--labels must be input or target, got {labels!r}")
+    state = session(ctx)
+    console = Console()
+    translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode, seed=seed, registry=state.registry,
+                                            pm=state.pm)
+    recipe = translator.recipe
+    if data_root is not None:
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,
+                                                                                            "root": data_root}))
+    dataset = eval_dataset(recipe, state.registry, split)
+    seg = None
+    if segmenter is not None:
+        seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
+        if not hasattr(seg.method, "segment"):
+            raise RecipeError(f"{segmenter} is not a segmenter run (its method has no segment()); train one with "
+                              "`tkit train fcn_facades`.")
+    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    out_dir = out if out is not None else base / f"eval_{split}"
+    options = EvalOptions(split=split, batch_size=batch_size, limit=limit, labels=labels, write_images=images)
+    total = min(limit, len(dataset)) if limit else len(dataset)
+    with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("eval", total=total)
+        report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
+                          checkpoint=str(checkpoint), segmenter=seg,
+                          on_batch=lambda done: progress.update(task, completed=done))
+
+    table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode} mode")
+    for key in report.pixel:
+        table.add_column(key, justify="right")
+    table.add_row(*(_fmt(v) for v in report.pixel.values()))
+    console.print(table)
+    if report.fcn:
+        fcn = Table(title="FCN-score")
+        for column in ("", "per-pixel acc.", "per-class acc.", "class IoU"):
+            fcn.add_column(column, justify="right")
+        for key, label in (("generated", "generated photos"), ("ground_truth", "real photos (ceiling)")):
+            s = report.fcn[key]
+            fcn.add_row(label, _fmt(s["pixel_accuracy"]), _fmt(s["mean_class_accuracy"]), _fmt(s["mean_iou"]))
+        console.print(fcn)
+        per_class = Table(title="per class: generated (real)")
+        for column in ("class", "accuracy", "IoU", "pixels"):
+            per_class.add_column(column, justify="right")
+        for gen, real in zip(report.fcn["generated"]["per_class"], report.fcn["ground_truth"]["per_class"]):
+            per_class.add_row(gen["name"], f"{_fmt(gen['accuracy'])} ({_fmt(real['accuracy'])})",
+                              f"{_fmt(gen['iou'])} ({_fmt(real['iou'])})", str(gen["gt_pixels"]))
+        console.print(per_class)
+    if images:
+        console.print(f"Page: {write_eval_page(report, out_dir)}")
+    if json_path is not None:
+        write_json(report, json_path)
+        console.print(f"JSON: {json_path}")

@@ -1,0 +1,243 @@
+"""`tkit eval`: translate a dataset split with a trained model and score the results.
+
+Per-pixel metrics (L1, MSE, PSNR, SSIM on [0, 1] images) compare each output with its target.
+The FCN-score (Isola et al. 2017, Sec. 4.2) asks a segmenter to label the generated photos and
+compares those labels with the ground-truth label map (for labels -> photo, the input itself),
+from one confusion matrix over the whole split. The same segmenter on the real photos gives the
+"ground truth" row: the ceiling every FCN-score is read against.
+
+Everything streams: a batch is read, translated, scored and written before the next is read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from translate_kit.data.loading import PreparedDataset
+from translate_kit.errors import DataError, RecipeError
+from translate_kit.eval.labels import decode_palette, encode_palette
+from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
+from translate_kit.pages import save_png
+
+__all__ = ["EvalOptions", "evaluate", "eval_dataset", "write_eval_page"]
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOptions:
+    """What to evaluate and how."""
+
+    split: str = "test"  # dataset split; the run's dataset factory must take a `split` option
+    batch_size: int = 8
+    limit: int = 0  # evaluate only the first N images; 0: all
+    labels: Literal["input", "target"] = "input"  # which image of a pair is the colour label map
+    write_images: bool = True  # input/output/target PNGs for the page
+
+
+@dataclass
+class EvalReport:
+    """Every figure of an evaluation; `to_dict()` is the `--json` file (keys in docs/metrics.md)."""
+
+    checkpoint: str
+    split: str
+    images: int
+    mode: str
+    pixel: dict[str, float]
+    fcn: dict[str, Any] = field(default_factory=dict)
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "split": self.split,
+            "images": self.images,
+            "mode": self.mode,
+            "pixel": self.pixel,
+            "fcn": self.fcn,
+            "per_image": self.per_image,
+        }
+
+
+def eval_dataset(recipe: Any, registry: Any, split: str) -> PreparedDataset:
+    """The run's dataset on another split, at test-time size (load_size = crop_size, no jitter).
+
+    This is the reference's test-time preprocessing: images resized to crop_size, never cropped.
+    """
+    data = recipe.data
+    spec = registry.get("dataset", data.dataset)
+    if "split" not in {o.name for o in spec.options}:
+        raise RecipeError(
+            f"Dataset {data.dataset!r} has no 'split' option, so `tkit eval --split` cannot choose images; "
+            "evaluate with a dataset that has splits (aligned, paired)."
+        )
+    dataset = registry.build("dataset", {"name": data.dataset, **data.options, "split": split}, where=f"eval {split}")
+    channels = {"A": data.in_channels, "B": data.out_channels}
+    return PreparedDataset(dataset, load_size=data.crop_size, channels=channels, cache=False)
+
+
+def _per_image_accuracy(pred: torch.Tensor, true: torch.Tensor) -> list[float]:
+    valid = true != 255
+    correct = ((pred == true) & valid).flatten(1).sum(1).float()
+    total = valid.flatten(1).sum(1).float()
+    return [c / t if t > 0 else math.nan for c, t in zip(correct.tolist(), total.tolist())]
+
+
+@torch.inference_mode()
+def evaluate(
+    translator: Any,
+    dataset: PreparedDataset,
+    *,
+    options: EvalOptions,
+    out_dir: Path | None,
+    checkpoint: str,
+    segmenter: Any | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EvalReport:
+    """Translate `dataset` with `translator` and score it.
+
+    Args:
+        translator: a `translate_kit.inference.Translator`.
+        dataset: pairs `{"A": input, "B": target, "name"}` as uint8, at the size to evaluate.
+        options: split name (for the report), batch size, limit, which image holds the labels.
+        out_dir: where images go (`images/`); None writes nothing.
+        checkpoint: what is evaluated, for the report.
+        segmenter: a Translator whose method is a `Segmentation` (has `segment`, `palette`,
+            `max_distance`); None skips the FCN-score.
+        on_batch: called with the number of images done after each batch.
+    """
+    count = len(dataset) if not options.limit else min(options.limit, len(dataset))
+    if count == 0:
+        raise DataError(f"The {options.split} split holds no image to evaluate.")
+    subset = torch.utils.data.Subset(dataset, range(count))
+    loader = DataLoader(subset, batch_size=options.batch_size, shuffle=False, num_workers=0)
+    pixel = PixelMetrics()
+    palette = segmenter.method.palette if segmenter is not None else None
+    if palette is not None:
+        generated = ConfusionMatrix(palette.num_classes, class_names=palette.names)
+        real = ConfusionMatrix(palette.num_classes, class_names=palette.names)
+    rows: list[dict[str, Any]] = []
+    done = 0
+    for batch in loader:
+        inputs, targets = batch["A"], batch["B"]
+        # uint8, the inputs' size; first_index keeps paper mode's per-image seeds across batches.
+        outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
+        values = pixel.update(outputs.double() / 255, targets.double() / 255)
+        metrics = [{k: v[i].item() for k, v in values.items()} for i in range(len(outputs))]
+        extra: list[dict[str, Any]] = [{} for _ in outputs]
+        if segmenter is not None:
+            label_images = inputs if options.labels == "input" else targets
+            true = decode_palette(label_images, palette, max_distance=segmenter.method.max_distance)
+            photos = targets if options.labels == "input" else inputs
+            predicted = _segment(segmenter, outputs)
+            generated.update(predicted, true)
+            real.update(_segment(segmenter, photos), true)
+            for i, accuracy in enumerate(_per_image_accuracy(predicted, true)):
+                extra[i]["fcn_pixel_accuracy"] = accuracy
+            seg_images = encode_palette(predicted, palette)
+        for i, name in enumerate(batch["name"]):
+            row = {"name": name, **metrics[i], **extra[i]}
+            if out_dir is not None and options.write_images:
+                folder = Path(out_dir) / "images"
+                for key, image in (("input", inputs[i]), ("output", outputs[i]), ("target", targets[i])):
+                    save_png(image, folder / f"{name}_{key}.png")
+                row["images"] = {k: f"images/{name}_{k}.png" for k in ("input", "output", "target")}
+                if segmenter is not None:
+                    save_png(seg_images[i], folder / f"{name}_segmented.png")
+                    row["images"]["segmented"] = f"images/{name}_segmented.png"
+            rows.append(row)
+        done += len(outputs)
+        if on_batch is not None:
+            on_batch(done)
+    fcn: dict[str, Any] = {}
+    if segmenter is not None:
+        fcn = {"generated": generated.compute().to_dict(), "ground_truth": real.compute().to_dict()}
+    return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), fcn, rows)
+
+
+def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
+    x = images_uint8.to(segmenter.device).float().div(127.5).sub(1)
+    return segmenter.method.segment(x).cpu()
+
+
+def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
+    """`index.html`: the summary, the FCN-score table, and input | output | target per image with its
+    metrics, sortable by any column (click a heading)."""
+    import html
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4f}")
+        return html.escape(str(value))
+
+    metric_keys = [k for k in report.per_image[0] if k not in ("name", "images")] if report.per_image else []
+    head = "".join(f"<th onclick='sortBy({i + 1})'>{html.escape(k)} &#8597;</th>" for i, k in enumerate(metric_keys))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>translate-kit eval</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:4px 8px;text-align:center}th{cursor:pointer;background:#eee}"
+        "img{width:160px;image-rendering:pixelated}tr:nth-child(even){background:#fafafa}",
+        "</style></head><body>",
+        f"<h1>Evaluation: {html.escape(report.checkpoint)}</h1>",
+        f"<p>split {html.escape(report.split)}, {report.images} images, test-time mode {html.escape(report.mode)}</p>",
+        "<h2>Per-pixel metrics (mean over images)</h2><table><tr>"
+        + "".join(f"<th>{html.escape(k)}</th>" for k in report.pixel)
+        + "</tr><tr>"
+        + "".join(f"<td>{fmt(v)}</td>" for v in report.pixel.values())
+        + "</tr></table>",
+    ]
+    if report.fcn:
+        parts.append("<h2>FCN-score</h2><table><tr><th></th><th>per-pixel acc.</th><th>per-class acc.</th><th>class IoU</th></tr>")
+        for row, label in (("generated", "generated photos"), ("ground_truth", "real photos (ceiling)")):
+            s = report.fcn[row]
+            parts.append(
+                f"<tr><td>{label}</td><td>{fmt(s['pixel_accuracy'])}</td><td>{fmt(s['mean_class_accuracy'])}</td>"
+                f"<td>{fmt(s['mean_iou'])}</td></tr>"
+            )
+        parts.append("</table><h3>Per class (generated)</h3><table><tr><th>class</th><th>accuracy</th><th>IoU</th><th>pixels</th></tr>")
+        for c in report.fcn["generated"]["per_class"]:
+            parts.append(
+                f"<tr><td>{html.escape(c['name'])}</td><td>{fmt(c['accuracy'])}</td><td>{fmt(c['iou'])}</td>"
+                f"<td>{c['gt_pixels']}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append(f"<h2>Images</h2><table id='images'><tr><th onclick='sortBy(0)'>name &#8597;</th>{head}"
+                 "<th>input</th><th>output</th><th>target</th>" + ("<th>segmented output</th>" if report.fcn else "") + "</tr>")
+    for row in report.per_image:
+        cells = "".join(f"<td data-v='{row[k]}'>{fmt(row[k])}</td>" for k in metric_keys)
+        images = "".join(f"<td><img src='{html.escape(p)}' alt='{k}'></td>" for k, p in row.get("images", {}).items())
+        parts.append(f"<tr><td data-v='{html.escape(row['name'])}'>{html.escape(row['name'])}</td>{cells}{images}</tr>")
+    parts.append("</table>")
+    parts.append(
+        "<script>let dir={};function sortBy(c){const t=document.getElementById('images');"
+        "const rows=Array.from(t.rows).slice(1);dir[c]=!dir[c];rows.sort((a,b)=>{"
+        "const x=a.cells[c].dataset.v,y=b.cells[c].dataset.v;const nx=parseFloat(x),ny=parseFloat(y);"
+        "const r=(isNaN(nx)||isNaN(ny))?x.localeCompare(y,undefined,{numeric:true}):nx-ny;return dir[c]?r:-r;});"
+        "rows.forEach(r=>t.appendChild(r));}</script></body></html>"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = out_dir / "index.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page
+
+
+def write_json(report: EvalReport, path: Path) -> None:
+    """The report as JSON; non-finite floats become the strings "nan" / "inf" (JSON has none)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if isinstance(value, Mapping):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(report.to_dict()), indent=2), encoding="utf-8")

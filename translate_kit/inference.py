@@ -1,0 +1,601 @@
+"""Inference: translate images of any size with a trained checkpoint.
+
+A checkpoint carries its resolved recipe, so `Translator.from_checkpoint` rebuilds exactly the
+networks that were trained (no flag has to match the training run) and loads their weights. The
+translator takes images of any height and width and returns outputs of the same size:
+
+- inputs are converted to the channels the model was trained on (gray <-> RGB);
+- each image is padded by reflection, centred (half the padding on each side, the odd pixel on
+  the right/bottom), up to the generator's `size_multiple` (a U-Net with 8 levels needs multiples
+  of 256), and the output is cropped back. Where an image is smaller than its padding, which
+  reflection cannot fill, the border pixels are replicated instead;
+- very large images can be translated in tiles (`tile`, `overlap`), so memory stays bounded. In
+  each overlap one tile fades out as the next fades in (a raised cosine over the middle half of
+  the overlap; a tile's outer quarter counts not at all), so no seam shows. The result equals the
+  untiled one only for a network whose receptive field reaches less than a quarter of the
+  overlap; a U-Net sees nearly the whole tile, so its tiled output is close to, not equal to, the
+  untiled one (see `Translator`);
+- `mode="eval"` is deterministic (dropout off, batch norm with its running statistics);
+  `mode="paper"` is pix2pix's test time (dropout on, batch norm with the image's own statistics),
+  seeded per image with `seed` so that a run can be repeated.
+
+Example:
+    >>> from translate_kit.inference import Translator, translate_files
+    >>> translator = Translator.from_checkpoint(Path("runs/pix2pix_facades"), device="cpu")  # doctest: +SKIP
+    >>> image = torch.randint(0, 256, (3, 300, 517), dtype=torch.uint8)
+    >>> translator(image).shape  # doctest: +SKIP
+    torch.Size([3, 300, 517])
+    >>> translate_files(translator, ["photos/*.jpg"], Path("out"))  # doctest: +SKIP
+    [PosixPath('out/1.png'), PosixPath('out/2.png')]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import math
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_channels
+from translate_kit.data.jitter import to_unit_range
+from translate_kit.errors import CheckpointError, DataError, TranslateKitError
+from translate_kit.method import Method, test_time
+from translate_kit.pages import save_png, to_uint8
+from translate_kit.recipe import Recipe, load_recipe
+from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint, newest_checkpoint
+from translate_kit.train.trainer import RecipeParts, select_device
+
+if TYPE_CHECKING:
+    from translate_kit.registry import Registry
+
+__all__ = [
+    "InferenceError",
+    "Translator",
+    "axis_windows",
+    "expand_inputs",
+    "tile_starts",
+    "translate_files",
+]
+
+Mode = Literal["paper", "eval"]
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as `to_channels` uses for uint8 images
+
+
+class InferenceError(TranslateKitError, ValueError):
+    """An inference option does not fit the model (e.g. a tile size that is not a multiple of its
+    `size_multiple`)."""
+
+
+def _load(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `path` names, loaded: the file itself, or the newest `step_*.pt` of a run
+    folder (in `path/checkpoints`, or directly in `path`) that loads."""
+    path = Path(path)
+    if path.is_dir():
+        for folder in (path / "checkpoints", path):
+            if checkpoint_paths(folder):
+                found = newest_checkpoint(folder)
+                assert found is not None
+                return found
+        raise CheckpointError(
+            f"{path} is a folder but holds no checkpoint (looked for step_*.pt in {path / 'checkpoints'} and in "
+            f"{path}); pass a run folder of `tkit train` or one of its checkpoint files."
+        )
+    if not path.exists():
+        raise CheckpointError(f"Checkpoint {path} does not exist; pass a checkpoint file or a run folder.")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; say so before torch's long story
+        raise CheckpointError(
+            f"{path} is not a translate-kit checkpoint: it is not a torch.save archive (the file is corrupt, "
+            "truncated, or of another format). Pass a file from a run's checkpoints/ folder, or the run folder."
+        )
+    return path, load_checkpoint(path)
+
+
+def tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Offsets of tiles of size `tile` every `step` pixels, the last one flush with the end.
+
+    Example:
+        >>> tile_starts(300, 128, 96)
+        [0, 96, 172]
+        >>> tile_starts(128, 128, 96)
+        [0]
+    """
+    return list(range(0, length - tile, step)) + [length - tile]
+
+
+def _fade_in(overlap: int) -> torch.Tensor:
+    """Weights over an overlap of `overlap` pixels for the tile that starts there: 0 over the first
+    quarter, a raised-cosine rise over the middle half, 1 over the last quarter. It and its mirror
+    image (the fade-out of the tile before) sum to exactly 1."""
+    margin = overlap // 4
+    ramp = overlap - 2 * margin
+    t = (torch.arange(ramp, dtype=torch.float32) + 0.5) / ramp
+    rise = torch.sin(t * math.pi / 2) ** 2
+    return torch.cat([torch.zeros(margin), rise, torch.ones(margin)])
+
+
+def axis_windows(starts: Sequence[int], size: int) -> list[torch.Tensor]:
+    """1-D blending weights of tiles of `size` pixels at `starts` (sorted) along one axis.
+
+    In each overlap the outgoing tile fades out and the incoming one fades in (see `_fade_in`),
+    the two weights summing to 1; sides at the image border keep weight 1. A tile's outer quarter
+    of every overlap, where its output suffers most from the context beyond the tile, gets no
+    weight at all, so a network whose receptive field reaches less than a quarter of the overlap
+    gives exactly the untiled result.
+
+    Example:
+        >>> [[round(v, 3) for v in w.tolist()] for w in axis_windows([0, 4], 8)]
+        [[1.0, 1.0, 1.0, 1.0, 1.0, 0.854, 0.146, 0.0], [0.0, 0.146, 0.854, 1.0, 1.0, 1.0, 1.0, 1.0]]
+    """
+    windows = []
+    for i, start in enumerate(starts):
+        weight = torch.ones(size)
+        lead = starts[i - 1] + size - start if i > 0 else 0
+        trail = start + size - starts[i + 1] if i + 1 < len(starts) else 0
+        if lead > 0:
+            weight[:lead] = _fade_in(lead)
+        if trail > 0:
+            weight[size - trail :] = torch.minimum(weight[size - trail :], _fade_in(trail).flip(0))
+        windows.append(weight)
+    return windows
+
+
+def _centred_pads(length: int, target: int) -> tuple[int, int]:
+    extra = target - length
+    return extra // 2, extra - extra // 2
+
+
+def _pad(x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad `(B, C, H, W)` centred to `(height, width)`; return it and the (top, left) offset."""
+    top, bottom = _centred_pads(x.shape[-2], height)
+    left, right = _centred_pads(x.shape[-1], width)
+    if not (top or bottom or left or right):
+        return x, (0, 0)
+    # Reflection needs each pad to be smaller than the side it mirrors.
+    fits = max(top, bottom) < x.shape[-2] and max(left, right) < x.shape[-1]
+    padded = F.pad(x, (left, right, top, bottom), mode="reflect" if fits else "replicate")
+    return padded, (top, left)
+
+
+def _check_channels(have: int, channels: int, what: str) -> None:
+    """Raise unless `have` channels equal `channels` or convert to them (gray <-> RGB)."""
+    if have != channels and {have, channels} != {1, 3}:
+        wanted = {1: "gray (1 channel)", 3: "RGB (3 channels)"}.get(channels, f"{channels} channels")
+        raise DataError(
+            f"{what} has {have} channel(s), but the model takes {channels}; only gray (1) and RGB (3) images are "
+            f"converted. Convert it to {wanted} first (dropping any alpha channel)."
+        )
+
+
+def _convert_channels(x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
+    """`(B, C, H, W)` uint8 or float -> `channels` channels, converting gray <-> RGB only."""
+    have = x.shape[1]
+    _check_channels(have, channels, what)
+    if have == channels:
+        return x
+    if x.dtype == torch.uint8:
+        return to_channels(x, channels)  # the same conversion the training data went through
+    if channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)  # the weights sum to 1: [-1, 1] maps onto itself
+
+
+def _same_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype
+
+
+def _generator_limits(method: Method) -> tuple[int, int]:
+    """(size_multiple, min_size) the generators (nets named G*) need; 1 and 0 when they say nothing."""
+    multiple, minimum = int(getattr(method, "size_multiple", 1)), int(getattr(method, "min_size", 0))
+    for name, net in method.nets.items():
+        if name.startswith("G"):
+            multiple = math.lcm(multiple, int(getattr(net, "size_multiple", 1)))
+            minimum = max(minimum, int(getattr(net, "min_size", 0)))
+    return multiple, minimum
+
+
+class Translator:
+    """Translate images with a method's generator; see the module docstring.
+
+    Build one with `Translator.from_checkpoint`; the constructor takes an already loaded method.
+
+    Args:
+        method: a method whose networks hold trained weights (moved to `device` here).
+        recipe: the recipe it was built from (channels and precision come from it).
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        mode: "eval" (deterministic) or "paper" (dropout on, batch norm with each image's own
+            statistics, as pix2pix tests; the network then sees one image at a time, since batch
+            statistics would otherwise mix the images of a batch).
+        seed: paper mode: image `i` of a call is translated with dropout seeded by `seed + i`, from
+            a private copy of the random state (the global one is left as it was). None: dropout
+            draws from the global random state. Eval mode draws no random numbers.
+        batch_size: images (of the same size) or tiles run through the network at once.
+        tile: translate images whose padded size exceeds `tile` pixels in tiles of `tile` x `tile`
+            (a multiple of `size_multiple`); None: whole images.
+        overlap: minimum overlap of neighbouring tiles in pixels. Tile offsets stay multiples of
+            `size_multiple`, so that the network's stride grid lines up with the untiled one's;
+            the actual overlap can therefore be larger.
+
+    Attributes:
+        size_multiple: padded sizes are multiples of this (the generator's stride product).
+        in_channels: channels the model takes; 1- and 3-channel inputs are converted to it.
+
+    Tiling gives the untiled result exactly only for a network whose receptive field reaches less
+    than a quarter of the overlap (see `axis_windows`). A U-Net sees nearly the whole tile, so its
+    tiled output is close but not equal: on a 300x517 image with the 5-level test U-Net, a mean
+    difference of 0.2 grey levels (max 9) for 256-pixel tiles overlapping by 64, 1.6 (max 15) for
+    128-pixel tiles (tests/test_translate.py). Use the largest tiles that fit in memory. In paper
+    mode every tile also normalises with its own statistics.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        recipe: Recipe,
+        *,
+        device: str | torch.device = "auto",
+        mode: Mode = "eval",
+        seed: int | None = None,
+        batch_size: int = 1,
+        tile: int | None = None,
+        overlap: int = 64,
+    ) -> None:
+        if mode not in ("paper", "eval"):
+            raise InferenceError(f"Expected mode 'paper' or 'eval', got {mode!r}.")
+        if batch_size < 1:
+            raise InferenceError(f"Expected batch_size >= 1, got {batch_size}.")
+        self.recipe, self.mode, self.seed, self.batch_size = recipe, mode, seed, batch_size
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.in_channels = recipe.data.in_channels
+        self.size_multiple, self.min_size = _generator_limits(method)
+        if tile is not None:
+            m = self.size_multiple
+            if tile < m or tile % m:
+                hint = max(m, round(tile / m) * m)
+                raise InferenceError(
+                    f"Tile size {tile} does not fit this model, which needs sizes that are multiples of {m}; "
+                    f"use a multiple of {m}, e.g. {hint}."
+                )
+            if not 0 <= overlap < tile:
+                raise InferenceError(f"Expected 0 <= overlap < tile ({tile}), got overlap {overlap}.")
+        elif overlap < 0:
+            raise InferenceError(f"Expected overlap >= 0, got {overlap}.")
+        self.tile, self.overlap = tile, overlap
+
+        train = recipe.train
+        cuda = self.device.type == "cuda"
+        self.channels_last = cuda and train.memory_format != "contiguous"
+        self.autocast_dtype: torch.dtype | None = None
+        if cuda and train.precision != "fp32":
+            if train.precision == "auto":
+                self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[train.precision]
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        self.method = method.to(self.device, memory_format=fmt)
+        self.checkpoint: Path | None = None  # set by from_checkpoint
+        self.step: int | None = None  # optimisation steps of the loaded weights
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: Path,
+        *,
+        device: str = "auto",
+        mode: Mode = "eval",
+        registry: Registry | None = None,
+        pm: Any | None = None,
+        **options: Any,
+    ) -> Translator:
+        """Load a checkpoint file, or the newest checkpoint of a run folder.
+
+        The networks are rebuilt from the recipe stored in the checkpoint, so the architecture
+        always matches the weights.
+
+        Args:
+            path: a `step_*.pt` file or a run folder.
+            device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+            mode: "eval" or "paper" (see the class docstring).
+            registry: the components to build from (default: from `pm`).
+            pm: the plugin manager whose registry is used when `registry` is None (default: all
+                installed plugins).
+            **options: `seed`, `batch_size`, `tile`, `overlap` (see the class docstring).
+
+        Raises:
+            CheckpointError: the file is missing, not a translate-kit checkpoint, its recipe does not
+                build with the installed plugins, or its weights do not fit the networks.
+        """
+        file, ckpt = _load(path)
+        if not isinstance(ckpt.get("recipe"), dict) or not isinstance(ckpt.get("nets"), dict):
+            raise CheckpointError(f"{file} has no recipe or no network weights; it is not a usable checkpoint.")
+        if registry is None:
+            from translate_kit.plugins import get_plugin_manager
+            from translate_kit.registry import Registry
+
+            registry = Registry.from_plugin_manager(pm if pm is not None else get_plugin_manager())
+        try:
+            # No registry here: the dataset the run trained on need not be installed to translate.
+            recipe = dataclasses.replace(load_recipe(ckpt["recipe"]), source=f"{file} (stored recipe)")
+            # Building initialises weights randomly; keep the caller's random state as it was.
+            with torch.random.fork_rng(devices=[]):
+                method = registry.build(
+                    "method", recipe.components["method"], where=recipe.where("method"),
+                    args=(RecipeParts(recipe, registry),),
+                )
+        except TranslateKitError as exc:
+            raise CheckpointError(f"Cannot rebuild the networks of {file}: {exc}") from None
+        try:
+            for name, net in method.nets.items():
+                net.load_state_dict(ckpt["nets"][name])
+            method.load_extra_state(ckpt.get("method_state", {}))
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"The weights in {file} do not fit the networks its recipe describes ({first}). The checkpoint "
+                "is damaged, or a plugin changed its architecture since it was written."
+            ) from None
+        translator = cls(method, recipe, device=device, mode=mode, **options)
+        translator.checkpoint = file
+        translator.step = ckpt.get("state", {}).get("step")
+        return translator
+
+    # ------------------------------------------------------------------------------------------
+    # Translation
+
+    def __call__(self, images: torch.Tensor | Sequence[torch.Tensor]) -> Any:
+        """Translate images; outputs have the inputs' height and width.
+
+        Args:
+            images: uint8 `(C, H, W)` or `(B, C, H, W)` in [0, 255], or float in [-1, 1]; or a
+                sequence of `(C, H, W)` images of any sizes. C is the model's channel count, or
+                1 / 3 (converted gray <-> RGB).
+
+        Returns:
+            uint8 outputs on the CPU, shaped like the input: `(C_out, H, W)`, `(B, C_out, H, W)`,
+            or a list of `(C_out, H_i, W_i)`.
+
+        Raises:
+            DataError: no images, a wrong shape or dtype, or channels that cannot be converted.
+        """
+        if isinstance(images, torch.Tensor):
+            if images.ndim == 3:
+                return self.translate_batch([images])[0]
+            if images.ndim == 4:
+                if images.shape[0] == 0:
+                    raise DataError("No images to translate: the batch is empty.")
+                return torch.stack(self.translate_batch(list(images)))
+            raise DataError(f"Expected images of shape (C, H, W) or (B, C, H, W), got {tuple(images.shape)}.")
+        images = list(images)
+        if not images:
+            raise DataError("No images to translate: the list is empty.")
+        return self.translate_batch(images)
+
+    def translate_batch(
+        self, images: Sequence[torch.Tensor], *, names: Sequence[str] | None = None, first_index: int = 0
+    ) -> list[torch.Tensor]:
+        """Translate `(C, H, W)` images (any sizes); runs of equal-sized images share a batch.
+
+        Args:
+            images: uint8 or [-1, 1] float images.
+            names: what to call each image in errors (e.g. "Image photos/1.jpg"); default
+                "Input image i".
+            first_index: the index of the first image for paper-mode seeding (image i gets
+                `seed + first_index + i`), so a stream translated in chunks gets the same noise as
+                one call.
+        """
+        names = list(names) if names is not None else [f"Input image {first_index + i}" for i in range(len(images))]
+        for image, name in zip(images, names):
+            if not isinstance(image, torch.Tensor) or image.ndim != 3:
+                shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+                raise DataError(f"{name}: expected an image tensor of shape (C, H, W), got {shape}.")
+            if image.dtype != torch.uint8 and not image.is_floating_point():
+                raise DataError(f"{name}: expected uint8 in [0, 255] or float in [-1, 1], got dtype {image.dtype}.")
+            if min(image.shape[-2:]) < 1:
+                raise DataError(f"{name} is empty (shape {tuple(image.shape)}).")
+            _check_channels(image.shape[0], self.in_channels, name)  # fail before any work
+        outputs: list[torch.Tensor] = []
+        start = 0
+        with torch.inference_mode(), test_time(self.method, self.mode):
+            while start < len(images):
+                end = start + 1
+                while end - start < self.batch_size and end < len(images) and _same_kind(images[start], images[end]):
+                    end += 1
+                chunk = torch.stack(list(images[start:end]))
+                outputs.extend(self._translate_chunk(chunk, first_index + start))
+                start = end
+        return outputs
+
+    def _prepare(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """uint8 or float `(B, C, H, W)` -> float32 [-1, 1] with the model's channels, on `device`."""
+        x = _convert_channels(x.to(device), self.in_channels, "input")
+        return to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+
+    def _padded_size(self, length: int) -> int:
+        m = self.size_multiple
+        return -(-max(length, self.min_size) // m) * m
+
+    def _translate_chunk(self, x: torch.Tensor, first_index: int) -> list[torch.Tensor]:
+        height, width = x.shape[-2:]
+        ph, pw = self._padded_size(height), self._padded_size(width)
+        tiled = self.tile is not None and max(ph, pw) > self.tile
+        if tiled:  # the whole image stays where it is (the CPU for files); only tiles visit the device
+            x = self._prepare(x, x.device)
+            return [self._with_seed(first_index + i, self._tiled, x[i : i + 1], ph, pw)[0] for i in range(len(x))]
+        padded, (top, left) = _pad(self._prepare(x, self.device), ph, pw)
+        if self.mode == "paper":  # batch statistics of one image each, as the paper tests
+            parts = [self._with_seed(first_index + i, self._forward, padded[i : i + 1]) for i in range(len(x))]
+            y = torch.cat(parts)
+        else:
+            y = self._forward(padded)
+        return list(to_uint8(y[..., top : top + height, left : left + width]))
+
+    def _with_seed(self, index: int, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        if self.mode != "paper" or self.seed is None:
+            return fn(*args)
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed + index)
+            return fn(*args)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The method on padded float `(B, C, H, W)`; returns float32 on the device."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            y = self.method.translate(x)
+        return y.float()
+
+    def _tiled(self, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+        """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8."""
+        assert self.tile is not None
+        height, width = x.shape[-2:]
+        padded, (top, left) = _pad(x, ph, pw)
+        m = self.size_multiple
+        th, tw = min(self.tile, ph), min(self.tile, pw)
+        # Offsets stay multiples of size_multiple: the stride grid then matches the untiled one.
+        step_h, step_w = (max(m, (t - self.overlap) // m * m) for t in (th, tw))
+        ys, xs = tile_starts(ph, th, step_h), tile_starts(pw, tw, step_w)
+        wy = dict(zip(ys, (w.to(x.device) for w in axis_windows(ys, th))))
+        wx = dict(zip(xs, (w.to(x.device) for w in axis_windows(xs, tw))))
+        positions = [(y, x0) for y in ys for x0 in xs]
+        per_batch = self.batch_size if self.mode == "eval" else 1
+        out: torch.Tensor | None = None
+        weight = torch.zeros(1, 1, ph, pw, device=x.device)
+        for start in range(0, len(positions), per_batch):
+            chosen = positions[start : start + per_batch]
+            tiles = torch.cat([padded[..., y : y + th, x0 : x0 + tw] for y, x0 in chosen])
+            y_tiles = self._forward(tiles).to(x.device)
+            if out is None:
+                out = torch.zeros(1, y_tiles.shape[1], ph, pw, device=x.device)
+            for k, (y, x0) in enumerate(chosen):
+                w = wy[y][:, None] * wx[x0][None, :]
+                out[..., y : y + th, x0 : x0 + tw] += y_tiles[k] * w
+                weight[..., y : y + th, x0 : x0 + tw] += w
+        assert out is not None
+        out = out / weight
+        return to_uint8(out[..., top : top + height, left : left + width])
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def _natural_key(path: Path) -> tuple[Any, ...]:
+    parts = re.split(r"(\d+)", path.name)
+    return (str(path.parent), [int(p) if p.isdigit() else p.lower() for p in parts])
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files from files, folders (images directly inside) and glob patterns, in order and
+    without repeats. Patterns (`"imgs/*.png"`, `"**/*.jpg"`) are expanded here, so they work when
+    the shell left them quoted; they select files with an image extension.
+
+    Raises:
+        DataError: no inputs, an input that does not exist, or a folder or pattern with no images.
+    """
+    if not inputs:
+        raise DataError("No inputs given: pass image files, folders or glob patterns such as 'photos/*.jpg'.")
+    found: list[Path] = []
+    seen: set[Path] = set()
+    extensions = ", ".join(IMAGE_EXTENSIONS)
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            try:
+                paths = list_images(path)
+            except DataError:
+                raise DataError(f"Input folder {path} holds no images (looked for {extensions}).") from None
+        elif path.is_file():
+            paths = [path]
+        elif any(c in str(item) for c in "*?["):
+            matches = [Path(p) for p in glob.glob(str(item), recursive=True)]
+            images = (p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            paths = sorted(images, key=_natural_key)
+            if not paths:
+                raise DataError(f"Pattern {str(item)!r} matches no image file (looked for {extensions}).")
+        else:
+            raise DataError(f"Input {path} does not exist.")
+        for p in paths:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(p)
+    return found
+
+
+def _output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """`<stem>.png` in `out_dir` per input, `<stem>_1.png`, ... when stems repeat."""
+    inputs = {p.resolve() for p in files}
+    used: set[str] = set()  # lower case: a.png and A.png are one file on macOS and Windows
+    paths = []
+    for file in files:
+        name, n = f"{file.stem}.png", 0
+        while name.lower() in used:
+            n += 1
+            name = f"{file.stem}_{n}.png"
+        used.add(name.lower())
+        target = out_dir / name
+        if target.resolve() in inputs:
+            raise DataError(
+                f"Writing {target} would overwrite the input image of that name; choose another output folder."
+            )
+        paths.append(target)
+    return paths
+
+
+def translate_files(
+    translator: Translator,
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    *,
+    on_image: Callable[[Path, Path], None] | None = None,
+) -> list[Path]:
+    """Translate image files into PNGs named `<input stem>.png` in `out_dir`.
+
+    Images are read, translated and written `translator.batch_size` at a time, so any number of
+    files fits in memory. Existing files in `out_dir` are replaced, but never an input image.
+
+    Args:
+        translator: the model.
+        inputs: image files, folders (the images directly inside) and glob patterns.
+        out_dir: created if missing.
+        on_image: called as `on_image(input, output)` after each image is written.
+
+    Returns:
+        The written files, in input order.
+
+    Raises:
+        DataError: see `expand_inputs`; an unreadable image or one with unusable channels (the
+            message names the file); an output that would overwrite an input.
+    """
+    files = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"Output folder {out_dir} is a file; choose a folder.")
+    targets = _output_paths(files, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for start in range(0, len(files), translator.batch_size):
+        chunk = files[start : start + translator.batch_size]
+        images = [read_image(path) for path in chunk]
+        outputs = translator.translate_batch(images, names=[f"Image {p}" for p in chunk], first_index=start)
+        for source, target, output in zip(chunk, targets[start : start + len(chunk)], outputs):
+            save_png(output, target)
+            written.append(target)
+            if on_image is not None:
+                on_image(source, target)
+    return written
