@@ -1,12 +1,10 @@
 """Time one optimisation step of a recipe's method, without data loading.
 
     python benchmarks/step_time.py RECIPE [--set table.key=value ...] [--device cpu] [--steps 20]
-        [--keep-denormals]
 
 Builds the recipe's method exactly as `tkit train` does, jitters one real batch of its dataset on
 the device, then times `--steps` calls of `method.training_step` after 3 warm-up steps and prints
-the median and quartiles in ms per step and images/s. `--keep-denormals` undoes the trainer's
-`torch.set_flush_denormal(True)` to show what subnormal floats cost on a CPU.
+the median and quartiles in ms per step and images/s.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--keep-denormals", action="store_true")
     args = parser.parse_args()
 
     pm = get_plugin_manager()
@@ -38,8 +35,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs:
         recipe = load_recipe(args.recipe, [*args.overrides, f"run.dir={runs}"], registry=registry)
         trainer = Trainer(recipe, registry=registry, pm=pm, device=args.device)
-        if args.keep_denormals:
-            torch.set_flush_denormal(False)
         batch = trainer._batch_to_device(next(iter(trainer.loader)))
         trainer.method.train()
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
@@ -55,8 +50,7 @@ def main() -> None:
     q1, median, q3 = statistics.quantiles(times, n=4)
     batch_size = recipe.train.batch_size
     print(
-        f"{args.recipe} on {trainer.device} ({torch.get_num_threads()} threads, flush denormals "
-        f"{'off' if args.keep_denormals else 'on' if trainer.device.type == 'cpu' else 'n/a'}): "
+        f"{args.recipe} on {trainer.device} ({torch.get_num_threads()} threads): "
         f"median {median * 1e3:.1f} ms/step (quartiles {q1 * 1e3:.1f}-{q3 * 1e3:.1f}), "
         f"{batch_size / median:.1f} images/s at batch {batch_size}"
     )

@@ -216,11 +216,6 @@ class Trainer:
         train = recipe.train
 
         resume_from = self._check_run_dir(resume=resume, overwrite=overwrite)
-        if self.device.type == "cpu":
-            # GAN weights and gradients drift into subnormal floats (N(0, 0.02) init, Adam's tiny
-            # steps); x86 handles those in microcode, 8x slower per step on the quickstart recipe.
-            # Flushing them to zero changes no result that matters and is what GPUs do anyway.
-            torch.set_flush_denormal(True)
         random.seed(recipe.run.seed)
         torch.manual_seed(recipe.run.seed)
 
