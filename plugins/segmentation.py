@@ -1,36 +1,47 @@
 """Train a semantic segmenter (photo -> class map) with the translate-kit trainer, for the FCN-score.
 
-The data are ordinary paired images whose target is a colour label map (facades: the right half of
-each file, in the 12-colour CMP palette). Targets are decoded to class indices by snapping each
-pixel to the nearest palette colour; pixels farther than `max_distance` from every colour (JPEG
-blur at region edges) are ignored by the loss. `translate()` returns the predicted label map
-re-coloured in the palette, so the run's sample page shows photo | predicted labels | true labels.
+The data are ordinary paired images whose target is a label map, in one of two formats:
 
-Because the target is decoded from colours, keep `data.load_size` equal to `data.crop_size` in a
-segmentation recipe: resizing a label map blends colours at every edge.
+- `labels = "palette"`: a colour label map (facades: the right half of each file, in the 12-colour
+  CMP palette). Each pixel snaps to the nearest palette colour; pixels farther than `max_distance`
+  from every colour (JPEG blur at region edges) are ignored by the loss.
+- `labels = "index"`: a one-channel image whose pixel values are class indices 0..num_classes-1
+  (255 = no label), as Cityscapes' `*_trainIds.png` are; set `data.out_channels = 1`.
+
+`translate()` returns the predicted label map coloured in the palette (for index labels, a generated
+one), so the run's sample page shows photo | predicted labels | true labels.
+
+Keep `data.load_size` equal to `data.crop_size` in a segmentation recipe: resizing a label map
+blends colours (or indices) at every edge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.eval.labels import FACADES, Palette, decode_palette, encode_palette
+from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
 from translate_kit.method import Method, Parts, StepContext
 from translate_kit.registry import register_method
 
-__all__ = ["PALETTES", "Segmentation", "segmentation"]
+__all__ = ["PALETTES", "Segmentation", "generated_palette", "segmentation"]
 
 PALETTES: dict[str, Palette] = {"facades": FACADES}
 
 
-def labels_from_unit_range(images: torch.Tensor, palette: Palette, max_distance: float) -> torch.Tensor:
-    """Class indices `(B, H, W)` (255 = ignore) of colour label maps given in [-1, 1]."""
-    uint8 = images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-    return decode_palette(uint8, palette, max_distance=max_distance)
+def generated_palette(num_classes: int) -> Palette:
+    """Distinct colours for index labels, evenly spaced in hue (for pages only)."""
+    import colorsys
+
+    colors = []
+    for i in range(num_classes):
+        r, g, b = colorsys.hsv_to_rgb(i / num_classes, 0.85 if i % 2 else 1.0, 1.0 if i % 3 else 0.7)
+        colors.append((round(r * 255), round(g * 255), round(b * 255)))
+    return Palette(tuple(f"class_{i}" for i in range(num_classes)), tuple(colors))
 
 
 class Segmentation(Method):
@@ -38,23 +49,32 @@ class Segmentation(Method):
 
     Args:
         segmenter: maps `(B, 3, H, W)` in [-1, 1] to logits `(B, K, H, W)`.
-        palette: the K label colours.
-        max_distance: target pixels farther than this (RGB Euclidean) from every colour are ignored.
+        palette: the K classes and their colours.
+        max_distance: colour labels farther than this (RGB Euclidean) from every colour are ignored.
+        label_format: "palette" (colour label maps) or "index" (class-index images).
     """
 
     sample_mode = "eval"
 
-    def __init__(self, segmenter: nn.Module, palette: Palette, max_distance: float) -> None:
+    def __init__(self, segmenter: nn.Module, palette: Palette, max_distance: float, label_format: str) -> None:
         super().__init__()
         self.nets = nn.ModuleDict({"S": segmenter})
         self.palette = palette
         self.max_distance = max_distance
+        self.label_format = label_format
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         return {"S": ["S"]}
 
+    def decode(self, label_images: torch.Tensor) -> torch.Tensor:
+        """Class indices `(B, H, W)` (255 = no label) of uint8 label images `(B, C, H, W)`."""
+        if self.label_format == "index":
+            return decode_index_image(label_images[:, :1], self.palette.num_classes)
+        return decode_palette(label_images, self.palette, max_distance=self.max_distance)
+
     def targets(self, label_images: torch.Tensor) -> torch.Tensor:
-        return labels_from_unit_range(label_images, self.palette, self.max_distance)
+        """`decode` for label images given in [-1, 1], as the trainer hands them over."""
+        return self.decode(label_images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
 
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
         target = self.targets(batch["B"])
@@ -81,15 +101,30 @@ class Segmentation(Method):
 
 
 @register_method()
-def segmentation(parts: Parts, /, *, palette: str = "facades", max_distance: float = 60.0) -> Segmentation:
-    """Train a segmenter on photo -> colour label map pairs (for the FCN-score of `tkit eval`).
+def segmentation(
+    parts: Parts,
+    /,
+    *,
+    labels: Literal["palette", "index"] = "palette",
+    palette: str = "facades",
+    max_distance: float = 60.0,
+    num_classes: int = 0,
+) -> Segmentation:
+    """Train a segmenter on photo -> label map pairs (for the FCN-score of `tkit eval`).
 
     Args:
         parts: builds the recipe's [segmenter] (given by the trainer).
-        palette: the label colours: "facades" (the 12 CMP classes).
-        max_distance: RGB distance beyond which a target pixel is ignored (edge blur).
+        labels: "palette" for colour label maps, "index" for class-index images.
+        palette: the label colours when labels = "palette": "facades" (the 12 CMP classes).
+        max_distance: RGB distance beyond which a colour label pixel is ignored (edge blur).
+        num_classes: the number of classes when labels = "index".
     """
-    if palette not in PALETTES:
-        raise ValueError(f"unknown palette {palette!r}; choose one of {', '.join(sorted(PALETTES))}")
-    chosen = PALETTES[palette]
-    return Segmentation(parts.segmenter(num_classes=chosen.num_classes), chosen, max_distance)
+    if labels == "index":
+        if num_classes < 1:
+            raise ValueError("labels = 'index' needs num_classes >= 1 in [method]")
+        chosen = generated_palette(num_classes)
+    else:
+        if palette not in PALETTES:
+            raise ValueError(f"unknown palette {palette!r}; choose one of {', '.join(sorted(PALETTES))}")
+        chosen = PALETTES[palette]
+    return Segmentation(parts.segmenter(num_classes=chosen.num_classes), chosen, max_distance, labels)

@@ -75,3 +75,32 @@ def test_all_ignored_targets_give_zero_loss_not_nan(registry, pm, tiny_facades, 
                        state=TrainState(), max_nonfinite=1)
     scalars = trainer.method.training_step({"A": grey, "B": grey}, ctx)
     assert scalars["loss_CE"].item() == 0.0
+
+
+def test_index_label_images(registry, pm, tmp_path):
+    """labels = "index": one-channel class-index targets (255 = no label), a generated palette."""
+    from conftest import RECIPES, make_structured_pair
+    from torchvision.io import write_png
+
+    from translate_kit.recipe import load_recipe
+    from translate_kit.train.trainer import Trainer
+
+    for side in ("A", "B"):
+        (tmp_path / "train" / side).mkdir(parents=True)
+    for i in range(4):
+        photo, _ = make_structured_pair(i, 32)
+        index = torch.randint(0, 5, (1, 32, 32), dtype=torch.uint8)
+        index[:, :4] = 255  # a band of unlabelled pixels
+        write_png(photo, str(tmp_path / "train" / "A" / f"{i}.png"))
+        write_png(index, str(tmp_path / "train" / "B" / f"{i}.png"))
+    overrides = [f'data.root="{tmp_path.as_posix()}"', "data.dataset=paired", "data.direction=AtoB",
+                 "data.out_channels=1", "data.load_size=32", "data.crop_size=32", f'run.dir="{tmp_path.as_posix()}/runs"',
+                 "method.labels=index", "method.num_classes=5", "segmenter.name=timm_fpn", "segmenter.width=16",
+                 "train.batch_size=2", "train.max_steps=2", "train.num_samples=1"]
+    trainer = Trainer(load_recipe(RECIPES / "fcn_facades.toml", overrides, registry=registry), registry=registry,
+                      pm=pm, device="cpu")
+    labels = torch.tensor([[[[0, 4], [255, 2]]]], dtype=torch.uint8)
+    assert trainer.method.decode(labels).tolist() == [[[0, 4], [255, 2]]]
+    assert trainer.method.palette.num_classes == 5
+    history = trainer.fit()
+    assert all(r["loss_CE"] > 0 for r in history)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from translate_kit.data.loading import PreparedDataset
 from translate_kit.errors import DataError, RecipeError
-from translate_kit.eval.labels import decode_palette, encode_palette
+from translate_kit.eval.labels import encode_palette
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
 from translate_kit.pages import save_png
 
@@ -108,8 +108,8 @@ def evaluate(
         options: split name (for the report), batch size, limit, which image holds the labels.
         out_dir: where images go (`images/`); None writes nothing.
         checkpoint: what is evaluated, for the report.
-        segmenter: a Translator whose method is a `Segmentation` (has `segment`, `palette`,
-            `max_distance`); None skips the FCN-score.
+        segmenter: a Translator whose method is a `Segmentation` (has `segment`, `decode` and
+            `palette`); None skips the FCN-score.
         on_batch: called with the number of images done after each batch.
     """
     count = len(dataset) if not options.limit else min(options.limit, len(dataset))
@@ -133,7 +133,7 @@ def evaluate(
         extra: list[dict[str, Any]] = [{} for _ in outputs]
         if segmenter is not None:
             label_images = inputs if options.labels == "input" else targets
-            true = decode_palette(label_images, palette, max_distance=segmenter.method.max_distance)
+            true = segmenter.method.decode(label_images)
             photos = targets if options.labels == "input" else inputs
             predicted = _segment(segmenter, outputs)
             generated.update(predicted, true)
