@@ -9,29 +9,11 @@ import typer
 from rich.console import Console
 
 from translate_kit.cli.common import cli_command
+from translate_kit.progress import make_progress
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Download or synthesise datasets.", no_args_is_help=True)
-
-
-def _progress(console: Console, *, bytes_mode: bool):
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = [TextColumn("[bold]{task.description}"), BarColumn()]
-    if bytes_mode:
-        columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
-    else:
-        columns += [MofNCompleteColumn(), TimeRemainingColumn()]
-    return Progress(*columns, console=console)
 
 
 @app.command("download")
@@ -47,8 +29,8 @@ def download(
     from translate_kit.data.download import download_dataset
 
     console = Console()
-    with _progress(console, bytes_mode=True) as progress:
-        task = progress.add_task(f"download {name}", total=None)
+    with make_progress(console, bytes_mode=True) as progress:
+        task = progress.add_task(f"download {name}", total=None, stats="")
 
         def on_bytes(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
@@ -70,8 +52,8 @@ def synth_facades(
     from translate_kit.data.synth import write_synth_facades
 
     console = Console()
-    with _progress(console, bytes_mode=False) as progress:
-        task = progress.add_task("synthesise facades", total=count)
+    with make_progress(console) as progress:
+        task = progress.add_task("synthesise facades", total=count, stats="")
         counts = write_synth_facades(
             root, count=count, size=size, seed=seed, overwrite=overwrite, on_image=lambda: progress.advance(task)
         )

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from translate_kit.cli.common import cli_command, session
+from translate_kit.progress import make_progress
 
 __all__ = ["eval_command"]
 
@@ -52,8 +53,6 @@ def eval_command(
     """Translate a dataset split and print L1, MSE, PSNR, SSIM and, with --segmenter, the FCN-score."""
     import dataclasses
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from translate_kit.errors import RecipeError
     from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
     from translate_kit.inference import Translator
@@ -79,9 +78,8 @@ def eval_command(
     out_dir = out if out is not None else base / f"eval_{split}"
     options = EvalOptions(split=split, batch_size=batch_size, limit=limit, labels=labels, write_images=images)
     total = min(limit, len(dataset)) if limit else len(dataset)
-    with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("eval", total=total)
+    with make_progress(console) as progress:
+        task = progress.add_task("eval", total=total, stats="")
         report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
                           checkpoint=str(checkpoint), segmenter=seg,
                           on_batch=lambda done: progress.update(task, completed=done))

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from translate_kit.cli.common import cli_command, session
+from translate_kit.progress import make_progress
 
 __all__ = ["translate"]
 
@@ -57,15 +58,6 @@ def translate(
     overlap: Annotated[int, typer.Option(min=0, help="Minimum overlap of neighbouring tiles, in pixels.")] = 64,
 ) -> None:
     """Translate images of any size with a trained model; outputs keep each input's size."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from translate_kit.inference import Translator, expand_inputs, translate_files
 
     console = Console()
@@ -80,14 +72,10 @@ def translate(
         f"{translator.device}, {mode.value} mode."
     )
     started = time.perf_counter()
-    progress = Progress(
-        TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"), console=console,
-    )
-    with progress:
-        task = progress.add_task("translate", total=len(files), name="")
+    with make_progress(console) as progress:
+        task = progress.add_task("translate", total=len(files), stats="")
         written = translate_files(
-            translator, files, out, on_image=lambda source, _: progress.update(task, advance=1, name=source.name)
+            translator, files, out, on_image=lambda source, _: progress.update(task, advance=1, stats=source.name)
         )
     elapsed = time.perf_counter() - started
     rate = len(written) / max(elapsed, 1e-9)

@@ -31,6 +31,7 @@ from translate_kit.data.loading import EpochSampler, PreparedDataset, make_loade
 from translate_kit.errors import CheckpointError, DataError, RecipeError, TrainingError
 from translate_kit.method import Method, test_time
 from translate_kit.pages import SampleRow, save_png, write_run_page
+from translate_kit.progress import make_progress
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
 from translate_kit.train.checkpoint import FORMAT, VERSION, atomic_save, newest_checkpoint, prune_checkpoints
@@ -551,26 +552,7 @@ class Trainer:
             self.dataset.warm(threads=max(1, torch.get_num_threads()), on_item=lambda: progress.advance(task))
 
     def _progress(self, transient: bool = False) -> Any:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=self.console,
-            disable=self.console is None,
-            transient=transient,
-        )
+        return make_progress(self.console, transient=transient)
 
     @contextlib.contextmanager
     def _stop_on_signal(self) -> Iterator[None]:
