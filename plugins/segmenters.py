@@ -40,6 +40,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _load_backbone(module: nn.Module, path: str) -> None:
+    """Load an ImageNet classifier's weights into a backbone; the classifier head is left out.
+
+    A file whose names match none of the backbone's (another architecture, or keys with a prefix
+    such as "features.") is an error rather than a silent no-op.
+    """
+    state = _load_state(path, "backbone_weights")
+    shared = set(state) & set(module.state_dict())
+    if not shared:
+        raise RecipeError(
+            f"backbone_weights {path} share no parameter name with the backbone (e.g. it has "
+            f"{next(iter(state), 'nothing')!r}); give the ImageNet weights of the same architecture."
+        )
+    module.load_state_dict({k: v for k, v in state.items() if k in shared}, strict=False)
+
+
 def _load_state(path: str, what: str) -> dict[str, torch.Tensor]:
     file = Path(path)
     if not file.is_file():
@@ -92,10 +108,7 @@ def _torchvision(
         raise ValueError(f"torchvision segmenters take RGB images (in_channels 3), got in_channels {in_channels}")
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=None)
     if backbone_weights:
-        state = _load_state(backbone_weights, "backbone_weights")
-        missing, _ = model.backbone.load_state_dict(state, strict=False)
-        if len(missing) == len(model.backbone.state_dict()):
-            raise RecipeError(f"backbone_weights {backbone_weights} share no parameter name with the backbone.")
+        _load_backbone(model.backbone, backbone_weights)
     if weights:
         model.load_state_dict(_load_state(weights, "weights"))
     return Segmenter(model, num_classes)
@@ -203,8 +216,7 @@ def timm_fpn(
         raise ValueError(f"timm_fpn normalises with ImageNet RGB statistics, so in_channels must be 3, got {in_channels}")
     net = FPNSegmenter(encoder, num_classes, width, in_channels)
     if backbone_weights:
-        state = _load_state(backbone_weights, "backbone_weights")
-        net.encoder.load_state_dict(state, strict=False)
+        _load_backbone(net.encoder, backbone_weights)
     segmenter = Segmenter(net, num_classes)
     if weights:
         net.load_state_dict(_load_state(weights, "weights"))

@@ -84,7 +84,7 @@ def test_eval_without_segmenter_and_paper_mode(runs, tmp_path):
     [
         (["--split", "nosuch"], "does not exist"),
         (["--segmenter", "PIX"], "is not a segmenter run"),
-        (["--labels", "both"], "--labels must be input or target"),
+        (["--mode", "papr"], "Invalid value for '--mode'"),
     ],
 )
 def test_eval_errors_are_clear(runs, extra, expected):
@@ -93,3 +93,19 @@ def test_eval_errors_are_clear(runs, extra, expected):
     result = CliRunner().invoke(make_app(), ["eval", str(pix), *extra])
     assert result.exit_code in (1, 2) and expected in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_scores_do_not_depend_on_the_batch_size(runs, tmp_path):
+    """The segmenter and the generator run at deterministic test time: no batch statistics leak in."""
+    pix, seg = runs
+    reports = []
+    for batch_size in (1, 3):
+        path = tmp_path / f"b{batch_size}.json"
+        args = ["eval", pix, "--segmenter", seg, "--split", "train", "--no-images", "--json", path,
+                "--batch-size", str(batch_size)]
+        result = CliRunner().invoke(make_app(), [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(path.read_text()))
+    for key in ("generated", "ground_truth"):
+        assert reports[0]["fcn"][key]["pixel_accuracy"] == reports[1]["fcn"][key]["pixel_accuracy"]
+    assert reports[0]["pixel"]["l1"] == pytest.approx(reports[1]["pixel"]["l1"], abs=1e-6)

@@ -90,6 +90,7 @@ class TrainConfig:
 
 
 CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}
+_SET_BY_METHOD = ("in_channels", "out_channels", "num_classes")
 COMPONENT_TABLES = ("method", "generator", "discriminator", "segmenter")  # kinds selected by their own table
 
 
@@ -125,15 +126,15 @@ class Recipe:
     def with_defaults(self, registry: Registry) -> dict[str, Any]:
         """`to_dict()` plus every component option the recipe leaves at its default.
 
-        Options whose default is None are left out (TOML has no null), and so are channel counts,
-        which follow [data] and the method unless a recipe sets them.
+        Options whose default is None are left out (TOML has no null), and so are the counts the
+        trainer and the method set (channels follow [data], a segmenter's classes its labels).
         """
         out = self.to_dict()
         tables = [("data", "dataset", self.data.dataset)]
         tables += [(t, t, self.components[t]["name"]) for t in COMPONENT_TABLES if t in self.components]
         for table, kind, name in tables:
             for option in registry.get(kind, name).options:
-                if option.required or option.default is None or option.name in ("in_channels", "out_channels"):
+                if option.required or option.default is None or option.name in _SET_BY_METHOD:
                     continue
                 out[table].setdefault(option.name, _plain(option.default))
         return out

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from translate_kit.cli.common import cli_command, session
+from translate_kit.cli.translate import Mode
 from translate_kit.progress import make_progress
 
 __all__ = ["eval_command"]
@@ -34,35 +35,37 @@ def eval_command(
     data_root: Annotated[
         Optional[str], typer.Option(help="Read the data from here instead of the run's data.root.")
     ] = None,
-    labels: Annotated[
-        str, typer.Option(help="Which image of a pair is the colour label map: input (labels -> photo) or target.")
-    ] = "input",
     mode: Annotated[
-        str, typer.Option(help="Test-time behaviour: eval (deterministic) or paper (dropout on, batch statistics).")
-    ] = "eval",
+        Mode, typer.Option(help="Test-time behaviour: eval (deterministic) or paper (dropout on, batch statistics).")
+    ] = Mode.eval,
     seed: Annotated[int, typer.Option(help="Seed of paper mode's dropout.")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per batch (paper mode still runs the generator one image at a time).")
+    ] = 8,
     limit: Annotated[int, typer.Option(min=0, help="Evaluate only the first N images (0: all).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder for index.html and images (default: RUN/eval_<split>).")
+        Optional[Path],
+        typer.Option(help="Folder for index.html and images (default: RUN/eval_<split> beside the checkpoints)."),
     ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
     images: Annotated[bool, typer.Option(help="Write input/output/target images and the HTML page.")] = True,
 ) -> None:
-    """Translate a dataset split and print L1, MSE, PSNR, SSIM and, with --segmenter, the FCN-score."""
+    """Translate a dataset split and print L1, MSE, PSNR, SSIM and, with --segmenter, the FCN-score.
+
+    The FCN-score is for labels -> photo models: the segmenter labels the generated photos and the
+    input label maps are the ground truth; the same segmenter on the real photos gives the ceiling.
+    """
     import dataclasses
 
     from translate_kit.errors import RecipeError
     from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
     from translate_kit.inference import Translator
 
-    if labels not in ("input", "target"):
-        raise typer.BadParameter(f"--labels must be input or target, got {labels!r}")
     state = session(ctx)
     console = Console()
-    translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode, seed=seed, registry=state.registry,
-                                            pm=state.pm)
+    translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode.value, seed=seed,
+                                            batch_size=batch_size, registry=state.registry, pm=state.pm)
     recipe = translator.recipe
     if data_root is not None:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,
@@ -74,9 +77,11 @@ def eval_command(
         if not hasattr(seg.method, "segment"):
             raise RecipeError(f"{segmenter} is not a segmenter run (its method has no segment()); train one with "
                               "`tkit train fcn_facades`.")
-    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    out_dir = out if out is not None else base / f"eval_{split}"
-    options = EvalOptions(split=split, batch_size=batch_size, limit=limit, labels=labels, write_images=images)
+    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if run_dir.name == "checkpoints":
+        run_dir = run_dir.parent
+    out_dir = out if out is not None else run_dir / f"eval_{split}"
+    options = EvalOptions(split=split, batch_size=batch_size, limit=limit, write_images=images)
     total = min(limit, len(dataset)) if limit else len(dataset)
     with make_progress(console) as progress:
         task = progress.add_task("eval", total=total, stats="")
@@ -84,7 +89,7 @@ def eval_command(
                           checkpoint=str(checkpoint), segmenter=seg,
                           on_batch=lambda done: progress.update(task, completed=done))
 
-    table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode} mode")
+    table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode.value} mode")
     for key in report.pixel:
         table.add_column(key, justify="right")
     table.add_row(*(_fmt(v) for v in report.pixel.values()))

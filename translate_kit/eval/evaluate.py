@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -25,6 +25,7 @@ from translate_kit.data.loading import PreparedDataset
 from translate_kit.errors import DataError, RecipeError
 from translate_kit.eval.labels import encode_palette
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
+from translate_kit.method import test_time
 from translate_kit.pages import save_png
 
 __all__ = ["EvalOptions", "evaluate", "eval_dataset", "write_eval_page"]
@@ -37,7 +38,6 @@ class EvalOptions:
     split: str = "test"  # dataset split; the run's dataset factory must take a `split` option
     batch_size: int = 8
     limit: int = 0  # evaluate only the first N images; 0: all
-    labels: Literal["input", "target"] = "input"  # which image of a pair is the colour label map
     write_images: bool = True  # input/output/target PNGs for the page
 
 
@@ -105,7 +105,7 @@ def evaluate(
     Args:
         translator: a `translate_kit.inference.Translator`.
         dataset: pairs `{"A": input, "B": target, "name"}` as uint8, at the size to evaluate.
-        options: split name (for the report), batch size, limit, which image holds the labels.
+        options: split name (for the report), batch size, limit, whether to write images.
         out_dir: where images go (`images/`); None writes nothing.
         checkpoint: what is evaluated, for the report.
         segmenter: a Translator whose method is a `Segmentation` (has `segment`, `decode` and
@@ -131,13 +131,11 @@ def evaluate(
         values = pixel.update(outputs.double() / 255, targets.double() / 255)
         metrics = [{k: v[i].item() for k, v in values.items()} for i in range(len(outputs))]
         extra: list[dict[str, Any]] = [{} for _ in outputs]
-        if segmenter is not None:
-            label_images = inputs if options.labels == "input" else targets
-            true = segmenter.method.decode(label_images)
-            photos = targets if options.labels == "input" else inputs
+        if segmenter is not None:  # labels -> photo: the input is the label map, the target the photo
+            true = segmenter.method.decode(inputs)
             predicted = _segment(segmenter, outputs)
             generated.update(predicted, true)
-            real.update(_segment(segmenter, photos), true)
+            real.update(_segment(segmenter, targets), true)
             for i, accuracy in enumerate(_per_image_accuracy(predicted, true)):
                 extra[i]["fcn_pixel_accuracy"] = accuracy
             seg_images = encode_palette(predicted, palette)
@@ -162,8 +160,11 @@ def evaluate(
 
 
 def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
+    # Deterministic test time: batch norm with running statistics and dropout off, so a score
+    # depends neither on the batch size nor on chance.
     x = images_uint8.to(segmenter.device).float().div(127.5).sub(1)
-    return segmenter.method.segment(x).cpu()
+    with test_time(segmenter.method, "eval"):
+        return segmenter.method.segment(x).cpu()
 
 
 def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
