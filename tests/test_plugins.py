@@ -86,6 +86,8 @@ def test_misspelt_hook_fails_at_start_up():
 
 
 def test_plugins_dir_modules_are_plugins(tmp_path):
+    import pickle
+
     (tmp_path / "my_gen.py").write_text(
         "from translate_kit.registry import register_generator\n"
         "@register_generator()\n"
@@ -93,7 +95,13 @@ def test_plugins_dir_modules_are_plugins(tmp_path):
         "    return size\n"
     )
     pm = get_plugin_manager(autoload=False, plugins_dir=tmp_path)
-    assert Registry.from_plugin_manager(pm).get("generator", "my_gen").plugin == "my_gen"
+    spec = Registry.from_plugin_manager(pm).get("generator", "my_gen")
+    assert spec.plugin == "my_gen"
+    assert pickle.loads(pickle.dumps(spec.factory)) is spec.factory  # DataLoader workers may need this
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(PluginError, match="broken.py failed to import: RuntimeError: boom"):
+        get_plugin_manager(autoload=False, plugins_dir=tmp_path)
+    assert "translate_kit_plugins_dir.broken" not in sys.modules
 
 
 def test_hook_translate_kit_register_components():

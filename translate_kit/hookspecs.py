@@ -70,7 +70,7 @@ def translate_kit_add_commands(app: typer.Typer) -> None:
 
 @hookspec
 def translate_kit_run_start(trainer: Trainer) -> None:
-    """A training run starts (fresh or resumed); `trainer.run_dir` exists, `trainer.step` is set."""
+    """A training run starts (fresh or resumed); `trainer.run_dir` exists, `trainer.state.step` is set."""
 
 
 @hookspec
@@ -88,7 +88,8 @@ def translate_kit_train_log(trainer: Trainer, step: int, epoch: int, scalars: Ma
 
 @hookspec
 def translate_kit_epoch_end(trainer: Trainer, epoch: int, scalars: Mapping[str, float]) -> None:
-    """An epoch ended (0-based `epoch`); `scalars` are the epoch's means. Samples are written."""
+    """An epoch ended (0-based `epoch`); `scalars` are the epoch's means. On sample epochs
+    (`train.sample_every`) the samples and index.html are already written."""
 
 
 @hookspec

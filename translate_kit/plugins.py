@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,17 @@ def get_plugin_manager(
     return pm
 
 
+_PLUGINS_DIR_PACKAGE = "translate_kit_plugins_dir"
+
+
+def _plugins_dir_package() -> None:
+    """An empty parent package for --plugins-dir modules, so `pickle` can import them by name."""
+    if _PLUGINS_DIR_PACKAGE not in sys.modules:
+        package = types.ModuleType(_PLUGINS_DIR_PACKAGE, "Modules loaded with --plugins-dir.")
+        package.__path__ = []
+        sys.modules[_PLUGINS_DIR_PACKAGE] = package
+
+
 def _load_folder(folder: Path, skip: Callable[[str], bool]) -> list[tuple[str, object]]:
     """Import each `*.py` in `folder` (not those `skip` names) as plugin `<stem>`."""
     if not folder.is_dir():
@@ -112,14 +124,16 @@ def _load_folder(folder: Path, skip: Callable[[str], bool]) -> list[tuple[str, o
         if skip(path.stem):
             continue
         # A private module name: a plugin file called json.py must not shadow the standard library.
-        module_name = f"translate_kit_plugins_dir.{path.stem}"
+        module_name = f"{_PLUGINS_DIR_PACKAGE}.{path.stem}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        _plugins_dir_package()
         sys.modules[module_name] = module  # so pickling and `inspect` find it, as for an imported module
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001
+            sys.modules.pop(module_name, None)
             raise PluginError(f"Plugin module {path} failed to import: {type(exc).__name__}: {exc}") from exc
         modules.append((path.stem, module))
     return modules

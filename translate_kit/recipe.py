@@ -274,6 +274,7 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
         if not ok:
             raise RecipeError(f"{where(table, key)}, key {key!r}: expected {rule}, got {value!r}.")
 
+    need(0 <= run.seed < 2**32, "run", "seed", run.seed, "an integer in [0, 2**32)")
     need(bool(run.name) and "/" not in run.name and run.name not in (".", ".."), "run", "name", run.name,
          "a folder name without '/'")
     need(data.load_size > 0, "data", "load_size", data.load_size, "a positive integer")

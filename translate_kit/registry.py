@@ -83,11 +83,6 @@ class ComponentSpec:
     plugin: str = "?"
     options: tuple[Option, ...] = field(default=(), compare=False)
 
-    @property
-    def summary(self) -> str:
-        """First line of the factory's docstring."""
-        doc = inspect.getdoc(self.factory) or ""
-        return doc.splitlines()[0] if doc else ""
 
 
 def register(kind: str, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

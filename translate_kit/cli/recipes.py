@@ -26,6 +26,11 @@ def _description(text: str) -> str:
     return ""
 
 
+def _name(raw: dict, table: str, missing: str) -> str:
+    body = raw.get(table)
+    return str(body.get("name", missing)) if isinstance(body, dict) else missing
+
+
 @app.command("list")
 @cli_command
 def list_recipes(ctx: typer.Context) -> None:
@@ -36,14 +41,14 @@ def list_recipes(ctx: typer.Context) -> None:
         table.add_column(column, overflow="fold")
     for origin, folder in recipe_dirs(pm):
         for path in sorted(folder.glob("*.toml")):
-            text = path.read_text(encoding="utf-8")
             try:
+                text = path.read_text(encoding="utf-8")
                 raw = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
                 table.add_row(path.stem, "[red]invalid TOML[/]", "", origin, str(path))
                 continue
-            method = raw.get("method", {}).get("name", "?")
-            generator = raw.get("generator", {}).get("name", "-")
+            method = _name(raw, "method", "?")
+            generator = _name(raw, "generator", "-")
             table.add_row(path.stem, str(method), str(generator), origin, _description(text))
     Console().print(table)
 

@@ -1,6 +1,3 @@
-"""Data: decoding, folder layouts' helpers, caching, resumable order, on-device jitter, downloads."""
+"""Data: decoding, preparation and caching, resumable order, on-device jitter, downloads, synthetic facades."""
 
-import warnings
-
-# torchvision 0.29 points users at torchcodec; its image decoders are the ones translate-kit uses.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Training: the trainer loop and checkpoints."""
+
+__all__: list[str] = []

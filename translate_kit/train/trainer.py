@@ -142,11 +142,11 @@ class TrainContext:
         autocast_dtype: torch.dtype | None,
         scaler: torch.amp.GradScaler | None,
         state: TrainState,
-        max_nonfinite: int,
     ) -> None:
         self.optimizers, self.device, self.autocast_dtype, self.scaler = optimizers, device, autocast_dtype, scaler
-        self.state, self.max_nonfinite = state, max_nonfinite
+        self.state = state
         self.skipped_this_step = False
+        self.scaler_stepped = False  # GradScaler.update() is valid only after at least one scaler.step()
 
     @property
     def step(self) -> int:
@@ -173,6 +173,7 @@ class TrainContext:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
+            self.scaler_stepped = True
         else:
             loss.backward()
             optimizer.step()
@@ -214,6 +215,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.stop_requested = False
         self.resumed_from: Path | None = None
+        self._reset_log_window()
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_count = 0
         train = recipe.train
 
         resume_from = self._check_run_dir(resume=resume, overwrite=overwrite)
@@ -251,7 +255,6 @@ class Trainer:
             autocast_dtype=self.autocast_dtype,
             scaler=self.scaler,
             state=self.state,
-            max_nonfinite=train.max_nonfinite_steps,
         )
 
         # Data.
@@ -407,6 +410,18 @@ class Trainer:
         self.method.load_extra_state(ckpt.get("method_state", {}))
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        saved_train = ckpt["recipe"].get("train", {})
+        saved_run = ckpt["recipe"].get("run", {})
+        for table, key, saved, now in (
+            ("train", "batch_size", saved_train.get("batch_size"), self.recipe.train.batch_size),
+            ("run", "seed", saved_run.get("seed"), self.recipe.run.seed),
+        ):
+            if saved is not None and saved != now:
+                # The resume point is "batches of this epoch's permutation done": both must stay.
+                raise CheckpointError(
+                    f"{where} was trained with {table}.{key} = {saved!r}; resuming with {now!r} would replay the "
+                    f"wrong images. Resume without --set {table}.{key}, or start a new run."
+                )
         state = ckpt["state"]
         self.state.epoch, self.state.epoch_step, self.state.step = state["epoch"], state["epoch_step"], state["step"]
         self.state.nonfinite_total = state.get("nonfinite_total", 0)
@@ -479,16 +494,14 @@ class Trainer:
     def _train_epoch(self, progress: Any, task: Any) -> None:
         batch_size = self.recipe.train.batch_size
         self.sampler.set_epoch(self.state.epoch, start=self.state.epoch_step * batch_size)
-        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_sums = {}
         self._epoch_count = 0
-        if not hasattr(self, "_log_sums"):
-            self._reset_log_window()
         self.method.train()
         for batch in self.loader:
             batch = self._batch_to_device(batch)
-            self.ctx.skipped_this_step = False
+            self.ctx.skipped_this_step = self.ctx.scaler_stepped = False
             scalars = self.method.training_step(batch, self.ctx)
-            if self.scaler is not None:
+            if self.ctx.scaler_stepped:  # a step whose every update was skipped has nothing to unscale
                 self.scaler.update()
             self.state.step += 1
             self.state.epoch_step += 1
@@ -525,7 +538,7 @@ class Trainer:
         self._log_time = time.perf_counter()
 
     def _flush_log(self) -> dict[str, float]:
-        if not getattr(self, "_log_count", 0):
+        if not self._log_count:
             return {}
         elapsed = max(time.perf_counter() - self._log_time, 1e-9)
         record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
