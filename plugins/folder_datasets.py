@@ -55,7 +55,8 @@ class PairedDataset(Dataset):
     """Two folders, A/ and B/, whose files are matched by stem (`A/12.png` with `B/12.jpg`)."""
 
     def __init__(self, folder_a: Path, folder_b: Path, direction: Direction = "AtoB") -> None:
-        files_a = {p.stem: p for p in list_images(folder_a)}
+        listed_a = list_images(folder_a)
+        files_a = {p.stem: p for p in listed_a}
         files_b = {p.stem: p for p in list_images(folder_b)}
         unmatched = sorted(set(files_a) ^ set(files_b))
         if unmatched:
@@ -64,8 +65,7 @@ class PairedDataset(Dataset):
                 f"{len(unmatched)} file(s) in {folder_a} and {folder_b} have no partner with the same name: "
                 f"{shown}. Every A image needs a B image with the same stem; remove or add the missing ones."
             )
-        order = [p.stem for p in list_images(folder_a)]  # natural order of A
-        self.pairs = [(files_a[s], files_b[s]) for s in order]
+        self.pairs = [(path, files_b[path.stem]) for path in listed_a]  # natural order of A
         self.direction = direction
 
     def __len__(self) -> int:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from translate_kit.data.jitter import from_unit_range, to_unit_range
 from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
 from translate_kit.method import Method, Parts, StepContext
 from translate_kit.registry import register_method
@@ -74,7 +75,7 @@ class Segmentation(Method):
 
     def targets(self, label_images: torch.Tensor) -> torch.Tensor:
         """`decode` for label images given in [-1, 1], as the trainer hands them over."""
-        return self.decode(label_images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
+        return self.decode(from_unit_range(label_images))
 
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
         target = self.targets(batch["B"])
@@ -96,8 +97,7 @@ class Segmentation(Method):
 
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted label map, coloured in the palette, in [-1, 1] (for sample pages)."""
-        colours = encode_palette(self.segment(x), self.palette)
-        return colours.to(x.device).float().div(127.5).sub(1)
+        return to_unit_range(encode_palette(self.segment(x), self.palette).to(x.device))
 
 
 @register_method()

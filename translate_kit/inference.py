@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import glob
 import math
-import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,14 +43,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
-from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, read_image, to_channels
+from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.errors import CheckpointError, DataError, TranslateKitError
 from translate_kit.method import Method, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint, newest_checkpoint
-from translate_kit.train.trainer import RecipeParts, select_device
+from translate_kit.train.trainer import RecipeParts, autocast_dtype, select_device, uses_channels_last
 
 if TYPE_CHECKING:
     from translate_kit.registry import Registry
@@ -270,15 +269,8 @@ class Translator:
             raise InferenceError(f"Expected overlap >= 0, got {overlap}.")
         self.tile, self.overlap = tile, overlap
 
-        train = recipe.train
-        cuda = self.device.type == "cuda"
-        self.channels_last = cuda and train.memory_format != "contiguous"
-        self.autocast_dtype: torch.dtype | None = None
-        if cuda and train.precision != "fp32":
-            if train.precision == "auto":
-                self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            else:
-                self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[train.precision]
+        self.channels_last = uses_channels_last(recipe.train.memory_format, self.device)
+        self.autocast_dtype = autocast_dtype(recipe.train.precision, self.device)
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
         self.method = method.to(self.device, memory_format=fmt)
         self.checkpoint: Path | None = None  # set by from_checkpoint
@@ -494,11 +486,6 @@ class Translator:
 # Files
 
 
-def _natural_key(path: Path) -> tuple[Any, ...]:
-    parts = re.split(r"(\d+)", path.name)
-    return (str(path.parent), [int(p) if p.isdigit() else p.lower() for p in parts])
-
-
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Image files from files, folders (images directly inside) and glob patterns, in order and
     without repeats. Patterns (`"imgs/*.png"`, `"**/*.jpg"`) are expanded here, so they work when
@@ -524,7 +511,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         elif any(c in str(item) for c in "*?["):
             matches = [Path(p) for p in glob.glob(str(item), recursive=True)]
             images = (p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            paths = sorted(images, key=_natural_key)
+            paths = sorted(images, key=natural_key)
             if not paths:
                 raise DataError(f"Pattern {str(item)!r} matches no image file (looked for {extensions}).")
         else:

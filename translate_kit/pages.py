@@ -20,7 +20,9 @@ __all__ = ["SampleRow", "save_png", "to_uint8", "write_run_page"]
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """A float image `(C, H, W)` in [-1, 1] -> uint8 `(C, H, W)` on the CPU."""
-    return image.detach().float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+    from translate_kit.data.jitter import from_unit_range
+
+    return from_unit_range(image).cpu()
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:

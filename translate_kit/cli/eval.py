@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -15,12 +14,6 @@ from translate_kit.cli.translate import Mode
 from translate_kit.progress import make_progress
 
 __all__ = ["eval_command"]
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4f}")
-    return str(value)
 
 
 @cli_command
@@ -60,6 +53,7 @@ def eval_command(
 
     from translate_kit.errors import RecipeError
     from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
+    from translate_kit.eval.evaluate import format_value as _fmt
     from translate_kit.inference import Translator
 
     state = session(ctx)

@@ -6,13 +6,15 @@ straight into a tensor.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from translate_kit.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "read_image", "to_channels"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "natural_key", "read_image", "to_channels"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -35,12 +37,17 @@ def list_images(folder: Path, *, what: str = "images") -> list[Path]:
             f"Data folder {folder} holds no {what} (looked for {', '.join(IMAGE_EXTENSIONS)}). "
             "Point data.root at a folder that has them."
         )
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=natural_key)
 
 
-def _natural_key(path: Path) -> tuple[object, ...]:
-    stem = path.stem
-    return (0, int(stem), path.name) if stem.isdigit() else (1, stem, path.name)
+def natural_key(path: Path) -> tuple[Any, ...]:
+    """Sort key that orders numbers by value: 2.jpg before 10.jpg, img9 before img10.
+
+    `re.split` with a capturing group alternates text and digits, so keys of two names compare
+    text with text and numbers with numbers at every position.
+    """
+    parts = re.split(r"(\d+)", path.name)
+    return (str(path.parent), [int(p) if p.isdigit() else p.lower() for p in parts])
 
 
 def read_image(path: Path) -> torch.Tensor:

@@ -11,12 +11,17 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["PairedJitter", "to_unit_range"]
+__all__ = ["PairedJitter", "from_unit_range", "to_unit_range"]
 
 
 def to_unit_range(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 `[0, 255]` -> float `[-1, 1]`."""
     return images.to(dtype).div_(127.5).sub_(1.0)
+
+
+def from_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """float `[-1, 1]` -> uint8 `[0, 255]` (rounded, clamped), on the same device."""
+    return images.detach().float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 class PairedJitter:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from translate_kit.data.jitter import to_unit_range
 from translate_kit.data.loading import PreparedDataset
 from translate_kit.errors import DataError, RecipeError
 from translate_kit.eval.labels import encode_palette
@@ -28,7 +29,7 @@ from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
 from translate_kit.method import test_time
 from translate_kit.pages import save_png
 
-__all__ = ["EvalOptions", "evaluate", "eval_dataset", "write_eval_page"]
+__all__ = ["EvalOptions", "EvalReport", "eval_dataset", "evaluate", "format_value", "write_eval_page", "write_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +163,16 @@ def evaluate(
 def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
     # Deterministic test time: batch norm with running statistics and dropout off, so a score
     # depends neither on the batch size nor on chance.
-    x = images_uint8.to(segmenter.device).float().div(127.5).sub(1)
+    x = to_unit_range(images_uint8.to(segmenter.device))
     with test_time(segmenter.method, "eval"):
         return segmenter.method.segment(x).cpu()
+
+
+def format_value(value: Any) -> str:
+    """A figure for tables and pages: 4 decimals, "nan", "inf"."""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4f}")
+    return str(value)
 
 
 def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
@@ -173,9 +181,7 @@ def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
     import html
 
     def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.4f}")
-        return html.escape(str(value))
+        return html.escape(format_value(value))
 
     metric_keys = [k for k in report.per_image[0] if k not in ("name", "images")] if report.per_image else []
     head = "".join(f"<th onclick='sortBy({i + 1})'>{html.escape(k)} &#8597;</th>" for i, k in enumerate(metric_keys))

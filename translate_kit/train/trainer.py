@@ -36,7 +36,15 @@ from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
 from translate_kit.train.checkpoint import FORMAT, VERSION, atomic_save, newest_checkpoint, prune_checkpoints
 
-__all__ = ["RecipeParts", "TrainState", "Trainer", "linear_decay", "select_device"]
+__all__ = [
+    "RecipeParts",
+    "TrainState",
+    "Trainer",
+    "autocast_dtype",
+    "linear_decay",
+    "select_device",
+    "uses_channels_last",
+]
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -56,6 +64,24 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RecipeError(f"Device {name!r} was asked for, but MPS is not available here; use --device cpu.")
     return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.precision` on `device`; None means fp32 (no autocast).
+
+    "auto" is bf16 on CUDA where the GPU has it, fp16 (with a grad scaler) on older GPUs, and fp32
+    elsewhere; "bf16"/"fp16" are taken as asked, on any device.
+    """
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def uses_channels_last(memory_format: str, device: torch.device) -> bool:
+    """`train.memory_format`: "auto" is channels_last on CUDA (tensor cores want NHWC), else contiguous."""
+    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cuda")
 
 
 def linear_decay(epochs: int, decay_epochs: int) -> Callable[[int], float]:
@@ -229,16 +255,14 @@ class Trainer:
             "method", recipe.components["method"], where=recipe.where("method"), args=(RecipeParts(recipe, registry),)
         )
         self._check_sizes()
-        self.channels_last = train.memory_format == "channels_last" or (
-            train.memory_format == "auto" and self.device.type == "cuda"
-        )
+        self.channels_last = uses_channels_last(train.memory_format, self.device)
         self.method.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         if train.compile:
             for name in list(self.method.nets):
                 self.method.nets[name] = torch.compile(self.method.nets[name])
 
         # Precision.
-        self.autocast_dtype = self._autocast_dtype(train.precision)
+        self.autocast_dtype = autocast_dtype(train.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
 
         # Optimisers and schedules: one Adam per group the method declares.
@@ -345,13 +369,6 @@ class Trainer:
                     f"{self.recipe.where('data')}: crop_size {crop} is smaller than the {minimum} pixels {label} "
                     f"needs. Use a larger crop_size or a smaller network (e.g. fewer discriminator n_layers)."
                 )
-
-    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
-        if precision == "auto":
-            if self.device.type != "cuda":
-                return None
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints
@@ -623,14 +640,15 @@ class Trainer:
                     path = samples / folder / f"{item['name']}.png"
                     if not path.exists():
                         save_png(item[key], path)
-        self.write_page()
+        self.write_page(items)
 
-    def write_page(self) -> Path:
+    def write_page(self, items: list[dict[str, Any]] | None = None) -> Path:
+        """Refresh `index.html` from the sample images on disk and `losses.jsonl`."""
         samples = self.run_dir / "samples"
         epochs = sorted(int(p.name.split("_")[1]) for p in samples.glob("epoch_*") if p.is_dir())
         shown = _spread(epochs, 10)
         rows = []
-        for item in self.sample_items():
+        for item in self.sample_items() if items is None else items:
             name = item["name"]
             outputs = [(e, f"samples/epoch_{e:04d}/{name}.png") for e in shown]
             rows.append(SampleRow(name, f"samples/input/{name}.png", f"samples/target/{name}.png", outputs))
