@@ -52,7 +52,7 @@ def train(
         loaded = load_recipe(found[1]["recipe"], overrides, registry=state.registry)
         loaded = dataclasses.replace(loaded, source=str(resume / "recipe.toml"))
         trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,
-                          run_dir=resume, resume=True)
+                          run_dir=resume, resume=True, checkpoint=found)
         console.print(f"Resuming [bold]{resume}[/] at step {trainer.state.step} (epoch {trainer.state.epoch + 1}).")
     else:
         if recipe is None:

@@ -219,6 +219,8 @@ class Trainer:
         run_dir: the run folder (default `<run.dir>/<run.name>`).
         resume: continue from the newest checkpoint in `run_dir`.
         overwrite: delete an existing run folder and start over.
+        checkpoint: with `resume`, the (path, contents) of that checkpoint when the caller has
+            already loaded it (a pix2pix checkpoint with Adam states is about 0.7 GB).
     """
 
     def __init__(
@@ -232,6 +234,7 @@ class Trainer:
         run_dir: Path | None = None,
         resume: bool = False,
         overwrite: bool = False,
+        checkpoint: tuple[Path, Mapping[str, Any]] | None = None,
     ) -> None:
         self.recipe, self.registry, self.pm, self.console = recipe, registry, pm, console
         self.device = select_device(device)
@@ -246,7 +249,7 @@ class Trainer:
         self._epoch_count = 0
         train = recipe.train
 
-        resume_from = self._check_run_dir(resume=resume, overwrite=overwrite)
+        resume_from = self._check_run_dir(resume=resume, overwrite=overwrite, checkpoint=checkpoint)
         random.seed(recipe.run.seed)
         torch.manual_seed(recipe.run.seed)
 
@@ -313,11 +316,13 @@ class Trainer:
     # ----------------------------------------------------------------------------------------
     # Set-up helpers
 
-    def _check_run_dir(self, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    def _check_run_dir(
+        self, *, resume: bool, overwrite: bool, checkpoint: tuple[Path, Mapping[str, Any]] | None
+    ) -> Mapping[str, Any] | None:
         """Refuse what would lose work; return the checkpoint to resume from, if resuming."""
         run_dir = self.run_dir
         if resume:
-            found = newest_checkpoint(self.checkpoint_dir)
+            found = checkpoint if checkpoint is not None else newest_checkpoint(self.checkpoint_dir)
             if found is None:
                 raise CheckpointError(
                     f"Nothing to resume in {run_dir}: it holds no checkpoint. Start the run afresh with "
