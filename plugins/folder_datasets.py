@@ -1,4 +1,6 @@
-"""Datasets read from image folders: `aligned` (A|B side by side) and `paired` (A/ and B/ folders).
+"""Datasets read from image folders: `aligned` (A|B side by side), `paired` (A/ and B/ folders),
+and the unpaired ones CycleGAN trains on: `unaligned` (two unrelated folders) and
+`aligned_unpaired` (pix2pix A|B files with the pairing shuffled away).
 
 Both return items `{"A": input, "B": target, "name": stem}` with uint8 `(C, H, W)` images at their
 stored size; resizing, channel conversion, caching and the random jitter are the core's job
@@ -20,7 +22,16 @@ from translate_kit.data.io import list_images, read_image
 from translate_kit.errors import DataError
 from translate_kit.registry import register_dataset
 
-__all__ = ["AlignedDataset", "PairedDataset", "aligned", "paired"]
+__all__ = [
+    "AlignedDataset",
+    "AlignedUnpairedDataset",
+    "PairedDataset",
+    "UnalignedDataset",
+    "aligned",
+    "aligned_unpaired",
+    "paired",
+    "unaligned",
+]
 
 Direction = Literal["AtoB", "BtoA"]
 
@@ -92,3 +103,100 @@ def paired(
     """Images in root/<split>/A/ and root/<split>/B/ matched by file stem (split "" for root/A, root/B)."""
     base = Path(root) / split if split else Path(root)
     return PairedDataset(base / a_dir, base / b_dir, direction)
+
+
+# ------------------------------------------------------------------------------------------------
+# Unpaired data (CycleGAN). B is drawn independently of A through a permutation fixed by `seed`:
+# the dataset holds no global RNG state, so item i is the same in every epoch, every worker and
+# after a resume, and the trainer's EpochSampler alone decides the order. The core's jitter crops
+# A and B with the same window and flip; for unrelated images that is simply a random crop of each,
+# which is harmless.
+
+
+def _permutation(n: int, seed: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+class UnalignedDataset(Dataset):
+    """Two folders of unrelated images: item i is A[i] with B[perm[i % len(B)]].
+
+    `perm` is a permutation of B's indices drawn from `seed`; the length is max(len(A), len(B)), so
+    every image of the larger domain is seen once per epoch (A wraps around when B is larger).
+    The pairing is fixed for a given seed (the reference draws a fresh B each time; with a
+    shuffled epoch order and batch 1 the two differ only in which A and B share a step).
+    """
+
+    def __init__(self, folder_a: Path, folder_b: Path, seed: int = 0) -> None:
+        self.files_a = list_images(folder_a, what="domain A images")
+        self.files_b = list_images(folder_b, what="domain B images")
+        self.perm = _permutation(len(self.files_b), seed)
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"Expected an index in [0, {len(self)}), got {index}")
+        path_a = self.files_a[index % len(self.files_a)]
+        path_b = self.files_b[self.perm[index % len(self.files_b)]]
+        return {"A": read_image(path_a), "B": read_image(path_b), "name": path_a.stem}
+
+
+class AlignedUnpairedDataset(Dataset):
+    """pix2pix A|B files with the pairing broken: item i is A of file i with B of file sigma(i).
+
+    sigma is a derangement drawn from `seed` (no file keeps its own partner): the files are put in a
+    random cyclic order and each takes the B half of the next one. For demos and tests of unpaired
+    methods on paired data sets such as facades.
+    """
+
+    def __init__(self, folder: Path, direction: Direction = "AtoB", seed: int = 0) -> None:
+        self.aligned = AlignedDataset(folder, direction)
+        n = len(self.aligned)
+        if n < 2:
+            raise DataError(
+                f"{folder} holds {n} A|B image; shuffling the pairing away needs at least 2. Add images or use "
+                "the `aligned` dataset."
+            )
+        order = _permutation(n, seed)
+        self.partner = [0] * n
+        for k, i in enumerate(order):
+            self.partner[i] = order[(k + 1) % n]
+
+    def __len__(self) -> int:
+        return len(self.aligned)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"Expected an index in [0, {len(self)}), got {index}")
+        item = self.aligned[index]
+        item["B"] = self.aligned[self.partner[index]]["B"]
+        return item
+
+
+def _domain_folder(root: Path, split: str, name: str) -> Path:
+    """root/<split><name> (the CycleGAN layout, trainA) if it exists, else root/<split>/<name>."""
+    if not split:
+        return root / name
+    joined = root / f"{split}{name}"
+    return joined if joined.is_dir() else root / split / name
+
+
+@register_dataset()
+def unaligned(*, root: str, split: str = "train", a_dir: str = "A", b_dir: str = "B", seed: int = 0) -> UnalignedDataset:
+    """Unpaired images of two domains, in root/<split>A/ and root/<split>B/ (the CycleGAN layout:
+    trainA, trainB, testA, testB) or else root/<split>/A/ and root/<split>/B/; split "" reads
+    root/A/ and root/B/. B is paired with A by a permutation fixed by `seed`; the length is that of
+    the larger domain.
+    """
+    base = Path(root)
+    return UnalignedDataset(_domain_folder(base, split, a_dir), _domain_folder(base, split, b_dir), seed)
+
+
+@register_dataset()
+def aligned_unpaired(
+    *, root: str, split: str = "train", direction: Direction = "AtoB", seed: int = 0
+) -> AlignedUnpairedDataset:
+    """pix2pix A|B images in root/<split>/ with the pairing shuffled away: every A comes with the B
+    half of another file (a derangement fixed by `seed`), so a paired set serves as unpaired data."""
+    return AlignedUnpairedDataset(Path(root) / split, direction, seed)

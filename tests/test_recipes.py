@@ -112,6 +112,12 @@ def test_every_shipped_recipe_loads_and_trains_two_steps(path, registry, pm, tin
     generator = recipe.components.get("generator", {})
     if "unet" in str(generator.get("name")):  # a 32 px image takes at most 5 downsamplings
         overrides += ["generator.name=unet", "generator.num_downs=5"]
+    # Same architectures, narrower: the paper-size pix2pixHD generator alone has 182M parameters.
+    for table, width in (("generator", "ngf"), ("discriminator", "ndf")):
+        if table in recipe.components:
+            options = {o.name for o in registry.get(table, recipe.components[table]["name"]).options}
+            if width in options:
+                overrides.append(f"{table}.{width}=8")
     recipe = load_recipe(path, overrides, registry=registry)
     trainer = Trainer(recipe, registry=registry, pm=pm, device="cpu")
     history = trainer.fit()

@@ -37,7 +37,8 @@ def list_recipes(ctx: typer.Context) -> None:
     """List recipes from ./recipes, translate-kit itself, and plugins."""
     pm = session(ctx).pm
     table = Table(title="recipes")
-    for column in ("name", "method", "generator", "from", "description"):
+    table.add_column("name", no_wrap=True)  # names are what users type: never fold them
+    for column in ("method", "generator", "from", "description"):
         table.add_column(column, overflow="fold")
     for origin, folder in recipe_dirs(pm):
         for path in sorted(folder.glob("*.toml")):

@@ -140,7 +140,7 @@ class RecipeParts:
         accepted = {o.name for o in spec.options}
         # Channel counts follow the data unless the recipe says otherwise; the method's own
         # requirements (`fixed`) must not be contradicted.
-        defaults = {k: v for k, v in defaults.items() if k in accepted and k not in table}
+        defaults = {k: v for k, v in defaults.items() if k in accepted and k not in table and k not in fixed}
         return self.registry.build(kind, {**table, **defaults}, where=self.recipe.where(kind), fixed=fixed)
 
     def generator(self, **fixed: Any) -> nn.Module:
