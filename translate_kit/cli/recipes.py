@@ -37,20 +37,22 @@ def list_recipes(ctx: typer.Context) -> None:
     """List recipes from ./recipes, translate-kit itself, and plugins."""
     pm = session(ctx).pm
     table = Table(title="recipes")
-    table.add_column("name", no_wrap=True)  # names are what users type: never fold them
-    for column in ("method", "generator", "from", "description"):
-        table.add_column(column, overflow="fold")
+    # Names, methods and generators are what users type: never fold them; the description (with
+    # where the recipe comes from) takes what width is left.
+    for column in ("name", "method", "generator"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description (from)", overflow="fold", ratio=1)
     for origin, folder in recipe_dirs(pm):
         for path in sorted(folder.glob("*.toml")):
             try:
                 text = path.read_text(encoding="utf-8")
                 raw = tomllib.loads(text)
             except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-                table.add_row(path.stem, "[red]invalid TOML[/]", "", origin, str(path))
+                table.add_row(path.stem, "[red]invalid TOML[/]", "", f"{path} ({origin})")
                 continue
             method = _name(raw, "method", "?")
             generator = _name(raw, "generator", "-")
-            table.add_row(path.stem, str(method), str(generator), origin, _description(text))
+            table.add_row(path.stem, method, generator, f"{_description(text)} [dim]({origin})[/]")
     Console().print(table)
 
 
