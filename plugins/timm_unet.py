@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate_kit.errors import RecipeError, did_you_mean
-from translate_kit.layers import Norm, conv_bias, init_weights, make_norm
+from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
 from translate_kit.registry import register_generator
 from translate_kit_plugins.segmenters import IMAGENET_MEAN, IMAGENET_STD, _load_state
 
@@ -180,10 +180,7 @@ class TimmUNet(nn.Module):
             ValueError: the input has the wrong number of channels or a size that is not a multiple
                 of ``size_multiple``.
         """
-        m = self.size_multiple
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2] % m or x.shape[-1] % m:
-            c = self.in_channels
-            raise ValueError(f"Expected input of shape (B, {c}, H, W) with H, W divisible by {m}, got {tuple(x.shape)}")
+        check_image_batch(x, self.in_channels, self.size_multiple)
         size = x.shape[-2:]
         if self.imagenet_norm:
             x = ((x + 1) * 0.5 - self.mean) / self.std

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from translate_kit.layers import Norm, conv_bias, init_weights, make_norm
+from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
 from translate_kit.registry import register_generator
 
 __all__ = ["DownBlock", "UNetGenerator", "UpBlock", "unet", "unet_128", "unet_256"]
@@ -194,10 +194,7 @@ class UNetGenerator(nn.Module):
             ValueError: the input has the wrong number of channels or a size that is not a multiple
                 of ``size_multiple``.
         """
-        m = self.size_multiple
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2] % m or x.shape[-1] % m:
-            c = self.in_channels
-            raise ValueError(f"Expected input of shape (B, {c}, H, W) with H, W divisible by {m}, got {tuple(x.shape)}")
+        check_image_batch(x, self.in_channels, self.size_multiple)
         skips = []
         for down in self.downs:
             x = down(x)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import nn
 
-__all__ = ["NORMS", "Norm", "conv_bias", "init_weights", "make_norm"]
+__all__ = ["NORMS", "Norm", "check_image_batch", "conv_bias", "init_weights", "make_norm"]
 
 Norm = Literal["batch", "instance", "none"]
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
@@ -45,6 +46,21 @@ def conv_bias(norm: str) -> bool:
     reference); with no norm the bias is the only shift.
     """
     return norm != "batch"
+
+
+def check_image_batch(x: torch.Tensor, channels: int, multiple: int) -> None:
+    """Raise ValueError unless `x` is `(B, channels, H, W)` with H and W multiples of `multiple`.
+
+    Example:
+        >>> check_image_batch(torch.zeros(1, 3, 30, 32), 3, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected input of shape (B, 3, H, W) with H, W divisible by 4, got (1, 3, 30, 32)
+    """
+    if x.ndim != 4 or x.shape[1] != channels or x.shape[-2] % multiple or x.shape[-1] % multiple:
+        raise ValueError(
+            f"Expected input of shape (B, {channels}, H, W) with H, W divisible by {multiple}, got {tuple(x.shape)}"
+        )
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
