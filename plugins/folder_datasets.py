@@ -63,19 +63,31 @@ class AlignedDataset(Dataset):
 
 
 class PairedDataset(Dataset):
-    """Two folders, A/ and B/, whose files are matched by stem (`A/12.png` with `B/12.jpg`)."""
+    """Two folders, A/ and B/, whose files are matched by stem (`A/12.png` with `B/12.jpg`).
 
-    def __init__(self, folder_a: Path, folder_b: Path, direction: Direction = "AtoB") -> None:
+    A file without a partner is an error, or with `on_error="skip"` is left out and listed in
+    `skipped` (the trainer reports it).
+    """
+
+    def __init__(self, folder_a: Path, folder_b: Path, direction: Direction = "AtoB", on_error: str = "fail") -> None:
         listed_a = list_images(folder_a)
         files_a = {p.stem: p for p in listed_a}
         files_b = {p.stem: p for p in list_images(folder_b)}
         unmatched = sorted(set(files_a) ^ set(files_b))
-        if unmatched:
+        if unmatched and on_error != "skip":
             shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
             raise DataError(
                 f"{len(unmatched)} file(s) in {folder_a} and {folder_b} have no partner with the same name: "
-                f"{shown}. Every A image needs a B image with the same stem; remove or add the missing ones."
+                f"{shown}. Every A image needs a B image with the same stem; remove or add the missing ones, "
+                "or set data.on_error = \"skip\" to leave them out."
             )
+        self.skipped = [
+            (str(files_a.get(stem) or files_b[stem]), "no partner with the same name in the other folder")
+            for stem in unmatched
+        ]
+        listed_a = [path for path in listed_a if path.stem in files_b]
+        if not listed_a:
+            raise DataError(f"No file in {folder_a} has a partner of the same name in {folder_b}.")
         self.pairs = [(path, files_b[path.stem]) for path in listed_a]  # natural order of A
         self.direction = direction
 
@@ -98,11 +110,18 @@ def aligned(*, root: str, split: str = "train", direction: Direction = "AtoB") -
 
 @register_dataset()
 def paired(
-    *, root: str, split: str = "train", a_dir: str = "A", b_dir: str = "B", direction: Direction = "AtoB"
+    *,
+    root: str,
+    split: str = "train",
+    a_dir: str = "A",
+    b_dir: str = "B",
+    direction: Direction = "AtoB",
+    on_error: Literal["fail", "skip"] = "fail",
 ) -> PairedDataset:
-    """Images in root/<split>/A/ and root/<split>/B/ matched by file stem (split "" for root/A, root/B)."""
+    """Images in root/<split>/A/ and root/<split>/B/ matched by file stem (split "" for root/A, root/B).
+    `on_error` (set from data.on_error) decides whether a file without a partner fails or is skipped."""
     base = Path(root) / split if split else Path(root)
-    return PairedDataset(base / a_dir, base / b_dir, direction)
+    return PairedDataset(base / a_dir, base / b_dir, direction, on_error)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ class DataConfig:
     out_channels: int = 3  # target images likewise
     cache: bool = True  # keep decoded, resized uint8 images in memory after the first read
     num_workers: int = 0  # DataLoader worker processes when cache is off
+    # An unreadable image (corrupt, truncated, empty, no partner): "fail" stops with its name;
+    # "skip" reads every item once before training, drops the bad ones and reports them.
+    on_error: Literal["fail", "skip"] = "fail"
     options: dict[str, Any] = field(default_factory=dict)  # the dataset factory's keyword arguments
 
 

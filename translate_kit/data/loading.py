@@ -39,43 +39,103 @@ class PreparedDataset(Dataset):
         load_size: square side images are resized to.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
+        on_error: what an item that cannot be read does (`data.on_error`): "fail" raises its
+            `DataError` when it is first read; "skip" drops it when `scan` finds it, recording
+            why in `skipped`. Skipping needs every item read once before training (`scan`), so
+            the set of items, and so the data order, is fixed before the first step.
+
+    Attributes:
+        skipped: `(name, reason)` of every item `scan` dropped, including those the dataset
+            component dropped itself (its own `skipped` attribute, e.g. files without a partner).
     """
 
-    def __init__(self, dataset: Dataset, *, load_size: int, channels: Mapping[str, int], cache: bool) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        load_size: int,
+        channels: Mapping[str, int],
+        cache: bool,
+        on_error: str = "fail",
+    ) -> None:
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"Expected on_error 'fail' or 'skip', got {on_error!r}")
         self.dataset = dataset
         self.load_size = load_size
         self.channels = dict(channels)
-        self.cache: list[dict[str, Any] | None] | None = [None] * len(dataset) if cache else None  # type: ignore[arg-type]
-        if len(dataset) == 0:  # type: ignore[arg-type]
+        self.on_error = on_error
+        self.indices = list(range(len(dataset)))  # type: ignore[arg-type]
+        self.skipped: list[tuple[str, str]] = list(getattr(dataset, "skipped", []))
+        self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
+        self._scanned = False
+        if not self.indices:
             raise DataError("The dataset is empty: its folder holds no usable image.")
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.indices)
 
     def prepare(self, index: int) -> dict[str, Any]:
+        """Item `index` of the wrapped dataset, resized and channel-converted (uncached)."""
         item = dict(self.dataset[index])
         for key, channels in self.channels.items():
             item[key] = to_channels(_resize(item[key], self.load_size), channels).contiguous()
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        source = self.indices[index]
         if self.cache is None:
-            return self.prepare(index)
-        item = self.cache[index]
+            return self.prepare(source)
+        item = self.cache.get(source)
         if item is None:
-            item = self.cache[index] = self.prepare(index)
+            item = self.cache[source] = self.prepare(source)
         return item
 
     def warm(self, threads: int = 2, on_item: Callable[[], None] | None = None) -> None:
-        """Fill the cache in parallel (torchvision's decoders release the GIL)."""
-        if self.cache is None:
+        """Fill the cache, or with `on_error="skip"` read every item once to find the bad ones.
+
+        Decoding runs on `threads` threads (torchvision's decoders release the GIL). Without a
+        cache and with `on_error="fail"` there is nothing to do ahead of training.
+        """
+        if self._scanned or (self.cache is None and self.on_error == "fail"):
             return
-        todo = [i for i, item in enumerate(self.cache) if item is None]
+        todo = [i for i in self.indices if self.cache is None or i not in self.cache]
+        bad: set[int] = set()
+
+        def attempt(index: int) -> dict[str, Any] | DataError:
+            try:
+                return self.prepare(index)
+            except DataError as exc:
+                if self.on_error == "fail":
+                    raise
+                return exc
+
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for index, item in zip(todo, pool.map(self.prepare, todo)):
-                self.cache[index] = item
+            for index, result in zip(todo, pool.map(attempt, todo)):
+                if isinstance(result, DataError):
+                    bad.add(index)
+                    self.skipped.append((_item_name(self.dataset, index), str(result)))
+                elif self.cache is not None:
+                    self.cache[index] = result
                 if on_item is not None:
                     on_item()
+        self.indices = [i for i in self.indices if i not in bad]
+        self._scanned = True
+        if not self.indices:
+            reasons = "; ".join(reason for _, reason in self.skipped[:3])
+            raise DataError(
+                f"Every one of the {len(bad)} item(s) of the dataset failed to load and was skipped "
+                f"(data.on_error = \"skip\"); the first: {reasons}"
+            )
+
+
+def _item_name(dataset: Any, index: int) -> str:
+    """A readable name of item `index` for the skip report: its file when the dataset lists files."""
+    for attribute in ("files", "pairs"):
+        listed = getattr(dataset, attribute, None)
+        if isinstance(listed, list) and index < len(listed):
+            entry = listed[index]
+            return str(entry[0] if isinstance(entry, tuple) else entry)
+    return f"item {index}"
 
 
 class EpochSampler(Sampler[int]):

@@ -191,20 +191,31 @@ class TrainContext:
         optimizer = self.optimizers.get(group)
         if optimizer is None:
             raise KeyError(f"Unknown optimiser group {group!r}; the method declares {sorted(self.optimizers)}")
-        if not bool(torch.isfinite(loss.detach())):
-            # Skip rather than poison the weights; many in a row means the run has diverged.
-            optimizer.zero_grad(set_to_none=True)
-            self.skipped_this_step = True
-            return False
         if self.scaler is not None:
+            # fp16: the scaler itself skips updates with inf/NaN gradients (an overflow of the
+            # scale, expected now and then); only a non-finite loss counts as divergence.
+            if not bool(torch.isfinite(loss.detach())):
+                return self._skip(optimizer)
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
             self.scaler_stepped = True
         else:
             loss.backward()
+            # One check, one device sync, for the loss and every gradient: the largest absolute
+            # gradient is NaN/inf if any element is (a NaN loss gives NaN gradients too).
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            worst = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) if grads else loss.detach()
+            if not bool(torch.isfinite(worst + loss.detach().float())):
+                # Skip rather than poison the weights; many in a row means the run has diverged.
+                return self._skip(optimizer)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return True
+
+    def _skip(self, optimizer: torch.optim.Optimizer) -> bool:
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped_this_step = True
+        return False
 
 
 class Trainer:
@@ -286,10 +297,21 @@ class Trainer:
 
         # Data.
         data = recipe.data
-        dataset = registry.build("dataset", {"name": data.dataset, **data.options}, where=recipe.where("data"))
+        table = {"name": data.dataset, **data.options}
+        if "on_error" in {o.name for o in registry.get("dataset", data.dataset, where=recipe.where("data")).options}:
+            table.setdefault("on_error", data.on_error)  # e.g. `paired` drops files without a partner
+        dataset = registry.build("dataset", table, where=recipe.where("data"))
         self.dataset = PreparedDataset(
-            dataset, load_size=data.load_size, channels={"A": data.in_channels, "B": data.out_channels}, cache=data.cache
+            dataset,
+            load_size=data.load_size,
+            channels={"A": data.in_channels, "B": data.out_channels},
+            cache=data.cache,
+            on_error=data.on_error,
         )
+        # Decode (and with on_error = "skip", vet) every image now: the set of items fixes the
+        # data order, so it must be known before the sampler is made.
+        self._warm_cache()
+        self._report_skipped()
         if len(self.dataset) < train.batch_size:
             raise DataError(
                 f"The dataset has {len(self.dataset)} image(s), fewer than train.batch_size = {train.batch_size}; "
@@ -353,6 +375,9 @@ class Trainer:
         tmp = self.run_dir / ".recipe.toml.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.run_dir / "recipe.toml")  # on resume, --set overrides are recorded too
+        if self.dataset.skipped:
+            lines = "".join(f"{name}\t{reason}\n" for name, reason in self.dataset.skipped)
+            (self.run_dir / "skipped_inputs.txt").write_text(lines, encoding="utf-8")
 
     def _check_sizes(self) -> None:
         """Networks may declare `size_multiple` and `min_size`; check the crop against both now,
@@ -479,7 +504,6 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until the recipe's epochs (or `train.max_steps`) are done; return the logged records."""
         train = self.recipe.train
-        self._warm_cache()
         self.pm.hook.translate_kit_run_start(trainer=self)
         status = "failed"
         with self._progress() as progress, self._stop_on_signal():
@@ -568,6 +592,7 @@ class Trainer:
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"] if self.optimizers else 0.0
         record["images_per_s"] = self._log_count * self.recipe.train.batch_size / elapsed
         record["nonfinite_total"] = self.state.nonfinite_total
+        record["data_skipped"] = len(self.dataset.skipped)
         self.history.append(record)
         self.pm.hook.translate_kit_train_log(
             trainer=self, step=self.state.step, epoch=self.state.epoch, scalars=record
@@ -580,11 +605,24 @@ class Trainer:
         return {k: float(v) / count for k, v in self._epoch_sums.items()}
 
     def _warm_cache(self) -> None:
-        if self.dataset.cache is None:
+        if self.dataset.cache is None and self.dataset.on_error == "fail":
             return
         with self._progress(transient=True) as progress:
             task = progress.add_task("decode", total=len(self.dataset), stats="")
             self.dataset.warm(threads=max(1, torch.get_num_threads()), on_item=lambda: progress.advance(task))
+
+    def _report_skipped(self) -> None:
+        """Say what `data.on_error = "skip"` dropped; `_write_run_dir` also lists it in the run folder."""
+        skipped = self.dataset.skipped
+        if skipped and self.console is not None:
+            from rich.markup import escape
+
+            shown = "".join(f"\n  {escape(name)}: {escape(reason)}" for name, reason in skipped[:5])
+            more = f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            self.console.print(
+                f"[yellow]Skipped {len(skipped)} unreadable item(s) (data.on_error = \"skip\"); "
+                f"{len(self.dataset)} remain. The list is in skipped_inputs.txt of the run folder.{shown}{more}"
+            )
 
     def _progress(self, transient: bool = False) -> Any:
         return make_progress(self.console, transient=transient)
