@@ -102,6 +102,8 @@ class CycleGAN(Method):
         pool_size: generated images each D's history pool keeps (paper: 50; 0: no pool).
     """
 
+    inference_nets = ("G_A",)  # `translate` is A -> B; an export holds G_A only
+
     def __init__(
         self,
         g_a: nn.Module,

@@ -56,6 +56,7 @@ class Segmentation(Method):
     """
 
     sample_mode = "eval"
+    inference_nets = ("S",)
 
     def __init__(self, segmenter: nn.Module, palette: Palette, max_distance: float, label_format: str) -> None:
         super().__init__()

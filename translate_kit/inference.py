@@ -76,7 +76,11 @@ class InferenceError(TranslateKitError, ValueError):
 def _load(path: Path) -> tuple[Path, dict[str, Any]]:
     """The checkpoint `path` names, loaded: the file itself, or the newest `step_*.pt` of a run
     folder (in `path/checkpoints`, or directly in `path`) that loads."""
+    from translate_kit.export import is_export, load_export
+
     path = Path(path)
+    if is_export(path):
+        return load_export(path)
     if path.is_dir():
         for folder in (path / "checkpoints", path):
             if checkpoint_paths(folder):
@@ -293,7 +297,8 @@ class Translator:
         always matches the weights.
 
         Args:
-            path: a `step_*.pt` file or a run folder.
+            path: a `step_*.pt` file, a run folder, or a safetensors export (its `.safetensors` or
+                `.json` file, or the folder holding `model.json`; see `translate_kit.export`).
             device: "auto", "cpu", "cuda", "cuda:N" or "mps".
             mode: "eval" or "paper" (see the class docstring).
             registry: the components to build from (default: from `pm`).
@@ -325,8 +330,13 @@ class Translator:
         except TranslateKitError as exc:
             raise CheckpointError(f"Cannot rebuild the networks of {file}: {exc}") from None
         try:
-            for name, net in method.nets.items():
-                net.load_state_dict(ckpt["nets"][name])
+            # A training checkpoint holds every network; an export or a converted reference
+            # checkpoint may hold only those `translate` runs. The rest keep their initial weights.
+            missing = [name for name in method.inference_nets if name not in ckpt["nets"]]
+            if missing:
+                raise KeyError(f"no weights for network(s) {', '.join(missing)}")
+            for name, state in ckpt["nets"].items():
+                method.nets[name].load_state_dict(state)
             method.load_extra_state(ckpt.get("method_state", {}))
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

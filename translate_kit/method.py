@@ -54,6 +54,8 @@ class Method(nn.Module):
     # How the trainer's sample pages run `translate`: "paper" (pix2pix's test time: dropout on,
     # batch statistics) or "eval" (deterministic; right for a segmenter).
     sample_mode: Literal["paper", "eval"] = "paper"
+    # The networks `translate` runs: what `tkit export` writes and an exported model must hold.
+    inference_nets: tuple[str, ...] = ("G",)
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         """Optimiser name -> the networks in `self.nets` it updates, in update order."""

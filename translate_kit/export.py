@@ -1,0 +1,243 @@
+"""Export a trained model for deployment: safetensors weights, or an ONNX graph.
+
+A training checkpoint holds everything needed to continue a run: all networks (discriminators
+too), optimiser states, random states. Deployment needs only the networks `translate` runs (a
+method's `inference_nets`) and the recipe that rebuilds them:
+
+- `format="safetensors"` writes `NAME.safetensors` (tensors only, no pickle; keys `"<net>.<key>"`)
+  and beside it `NAME.json` (format marker, resolved recipe, network names, step). `tkit translate`
+  and `Translator.from_checkpoint` accept either file, or the folder holding `model.json`.
+- `format="onnx"` writes `NAME.onnx`, the eval-mode translation (dropout off, batch norm with its
+  running statistics) of float32 `(B, C_in, H, W)` images in [-1, 1] to `(B, C_out, H, W)` in
+  [-1, 1], with dynamic batch, height and width (multiples of the generator's `size_multiple`), and
+  the same `NAME.json` beside it so a deployment knows channels, value range and size multiple.
+  pix2pix's paper-mode test time (dropout on, per-image batch statistics) is not exported: an ONNX
+  graph is a fixed function.
+
+    paths = export_model(Path("runs/facades"), Path("out/model.safetensors"), fmt="safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from translate_kit import __version__
+from translate_kit.errors import CheckpointError, TranslateKitError
+
+__all__ = ["EXPORT_FORMAT", "ExportError", "export_model", "load_export", "is_export"]
+
+EXPORT_FORMAT = "translate-kit/export"
+EXPORT_VERSION = 1
+Format = Literal["safetensors", "onnx"]
+
+
+class ExportError(TranslateKitError):
+    """The model cannot be exported as asked (a missing optional package, an untraceable network)."""
+
+
+def _describe(translator: Any, fmt: str, source: Path) -> dict[str, Any]:
+    """The JSON written beside an export: enough to rebuild, feed and read the model."""
+    method = translator.method
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "translate_kit_version": __version__,
+        "weights_format": fmt,
+        "source": str(source),
+        "step": translator.step,
+        "nets": list(method.inference_nets),
+        "input": {
+            "channels": translator.in_channels,
+            "range": [-1.0, 1.0],
+            "layout": "NCHW float32",
+            "size_multiple": translator.size_multiple,
+            "min_size": translator.min_size,
+        },
+        "recipe": translator.recipe.to_dict(),
+    }
+
+
+def _write_json(description: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def export_model(
+    checkpoint: Path,
+    output: Path,
+    *,
+    fmt: Format = "safetensors",
+    registry: Any | None = None,
+    opset: int | None = None,
+    dynamic: bool = True,
+    example_size: int | None = None,
+) -> list[Path]:
+    """Export the inference networks of `checkpoint` (a file or run folder) to `output`.
+
+    Args:
+        checkpoint: a training checkpoint, a run folder, or an earlier export.
+        output: the weights file to write (`.safetensors` or `.onnx`); the JSON description goes
+            beside it with the suffix `.json`.
+        fmt: "safetensors" or "onnx".
+        registry: the components to rebuild the networks from (default: installed plugins).
+        opset: ONNX opset (default: the exporter's).
+        dynamic: ONNX: dynamic batch, height and width; False fixes the example's shape.
+        example_size: ONNX: side of the square example image traced (default: the recipe's
+            crop size, rounded up to the size multiple).
+
+    Returns:
+        The files written: the weights (or graph) and the JSON description.
+
+    Raises:
+        CheckpointError: the checkpoint does not load or rebuild.
+        ExportError: ONNX export without the `onnx`/`onnxscript` packages, or a network the
+            exporter cannot trace.
+    """
+    from translate_kit.inference import Translator
+
+    translator = Translator.from_checkpoint(checkpoint, device="cpu", mode="eval", registry=registry)
+    output = Path(output)
+    expected = ".safetensors" if fmt == "safetensors" else ".onnx"
+    if output.suffix != expected:
+        raise ExportError(f"Output {output} should end in {expected} for --format {fmt}.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        _save_safetensors(translator.method, output)
+    elif fmt == "onnx":
+        _save_onnx(translator, output, opset=opset, dynamic=dynamic, example_size=example_size)
+    else:
+        raise ExportError(f"Unknown export format {fmt!r}; use safetensors or onnx.")
+    description = output.with_suffix(".json")
+    _write_json(_describe(translator, fmt, translator.checkpoint or Path(checkpoint)), description)
+    return [output, description]
+
+
+def _save_safetensors(method: nn.Module, output: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name in method.inference_nets:
+        for key, value in method.nets[name].state_dict().items():
+            tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
+    tmp = output.with_name(f".{output.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
+    tmp.replace(output)
+
+
+class _EvalTranslation(nn.Module):
+    """`method.translate` as a module, for tracing."""
+
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.method.translate(images)
+
+
+def _save_onnx(translator: Any, output: Path, *, opset: int | None, dynamic: bool, example_size: int | None) -> None:
+    try:
+        import onnx  # noqa: F401  (the exporter needs both; fail here with our message, not deep inside)
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(
+            f"ONNX export needs the optional packages onnx and onnxscript ({exc.name} is missing); install them "
+            "with `pip install 'translate-kit[onnx]'`."
+        ) from None
+    multiple, channels = translator.size_multiple, translator.in_channels
+    side = example_size or translator.recipe.data.crop_size
+    side = -(-max(side, translator.min_size, 1) // multiple) * multiple
+    # Batch 2 and two multiples: torch.export specialises dimensions of size 1 to constants.
+    side = max(side, 2 * multiple)
+    example = torch.zeros(2, channels, side, side)
+    module = _EvalTranslation(translator.method).eval()
+    shapes = None
+    if dynamic:
+        from torch.export import Dim
+
+        # Height and width as multiples of the generator's stride product: the exporter then
+        # knows every reshape inside the network divides evenly.
+        height = multiple * Dim("height_blocks", min=1, max=1 << 14)
+        width = multiple * Dim("width_blocks", min=1, max=1 << 14)
+        shapes = {"images": {0: Dim("batch", min=1, max=1 << 16), 2: height, 3: width}}
+    tmp = output.with_name(f".{output.name}.tmp")
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=shapes,
+                input_names=["images"],
+                output_names=["translated"],
+                opset_version=opset,
+                verbose=False,
+            )
+        program.save(str(tmp))
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model and the way out
+        tmp.unlink(missing_ok=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = " Try --static to export a fixed input size." if dynamic else ""
+        raise ExportError(f"The ONNX exporter could not trace this model ({type(exc).__name__}: {first}).{hint}") from None
+    tmp.replace(output)
+
+
+def is_export(path: Path) -> bool:
+    """Whether `path` names an export: its `.safetensors` or `.json` file, or a folder with model.json."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "model.json").is_file()
+    return path.suffix in (".safetensors", ".json")
+
+
+def load_export(path: Path) -> tuple[Path, dict[str, Any]]:
+    """Read a safetensors export as a checkpoint-like dict (`recipe`, `nets`, `state`).
+
+    Raises:
+        CheckpointError: a missing file, a JSON that is not an export description, an ONNX export
+            (which translate-kit runs through onnxruntime, not this loader), or weights that do
+            not load.
+    """
+    path = Path(path)
+    description_path = path / "model.json" if path.is_dir() else path.with_suffix(".json")
+    if not description_path.is_file():
+        raise CheckpointError(
+            f"{path} looks like an export, but its description {description_path} is missing; `tkit export` writes "
+            "both files side by side. Export again, or pass a training checkpoint."
+        )
+    try:
+        description = json.loads(description_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"Cannot read the export description {description_path}: {exc}.") from None
+    if not isinstance(description, dict) or description.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(
+            f"{description_path} is not a translate-kit export description (no '{EXPORT_FORMAT}' marker)."
+        )
+    if description.get("version", 0) > EXPORT_VERSION:
+        raise CheckpointError(f"{description_path} was written by a newer translate-kit; upgrade.")
+    if description.get("weights_format") != "safetensors":
+        raise CheckpointError(
+            f"{description_path} describes an {description.get('weights_format')} export; translate-kit translates "
+            "with training checkpoints or safetensors exports (run the ONNX file with onnxruntime)."
+        )
+    weights = description_path.with_suffix(".safetensors")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        flat = load_file(str(weights))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"Cannot load the weights {weights}: {exc}. The file is missing or damaged.") from None
+    nets: dict[str, dict[str, torch.Tensor]] = {name: {} for name in description.get("nets", [])}
+    for key, tensor in flat.items():
+        net, _, rest = key.partition(".")
+        if net not in nets:
+            raise CheckpointError(f"{weights} holds weights of network {net!r}, which its description does not list.")
+        nets[net][rest] = tensor
+    return weights, {"recipe": description.get("recipe"), "nets": nets, "state": {"step": description.get("step")}}
