@@ -103,6 +103,10 @@ def newest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
-    """Delete all but the `keep` newest checkpoints in `folder`."""
+    """Delete all but the `keep` newest checkpoints in `folder`, and temporary files that a write
+    killed before its rename left behind (only one process writes a run's checkpoints, and it
+    calls this after its own write has completed)."""
     for path in checkpoint_paths(folder)[:-keep] if keep > 0 else []:
         path.unlink(missing_ok=True)
+    for stale in Path(folder).glob(".step_*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
