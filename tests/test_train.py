@@ -137,6 +137,21 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(registry, pm, tiny_facad
     assert all(torch.equal(before[k], after[k]) for k in learned)
 
 
+def test_a_nonfinite_gradient_with_a_finite_loss_is_skipped_too(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, steps=3)
+    first = next(p for p in trainer.method.nets["G"].parameters())
+    # The losses stay finite; only one generator gradient element turns into inf.
+    first.register_hook(lambda grad: grad.index_put((torch.tensor(0),), torch.tensor(float("inf"))))
+    before = weights(trainer)
+    history = trainer.fit()
+    after = weights(trainer)
+    assert all(math.isfinite(r["loss_G_L1"]) for r in history)
+    assert trainer.state.nonfinite_total == 3 and history[-1]["nonfinite_total"] == 3
+    generator = [k for k in before if k.startswith("G.") and "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in generator)  # G never stepped
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("D.") and "weight" in k)
+
+
 def test_fp16_grad_scaler_skips_nonfinite_steps_without_crashing(registry, pm, tiny_facades, tmp_path):
     from translate_kit.errors import TrainingError
 
