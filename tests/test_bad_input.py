@@ -196,3 +196,20 @@ def test_checkpoints_that_are_not_ours(app, trained, tmp_path, capfd, content, m
     code, output = invoke(app, "translate", path, trained / "samples" / "input", "--out", tmp_path / "out")
     assert code == 1 and message in output and "foreign.pt" in output
     assert "this must never run" not in output + capfd.readouterr().out
+
+
+def test_every_torch_load_in_the_code_is_weights_only():
+    """Safe loading is a property of the source: no `torch.load` call may unpickle code."""
+    import ast
+
+    import translate_kit
+
+    package = Path(translate_kit.__file__).parent
+    calls = 0
+    for file in [*package.rglob("*.py"), *(package.parent / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                calls += 1
+                flags = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert flags.get("weights_only") == "True", f"{file}:{node.lineno} calls torch.load without weights_only=True"
+    assert calls >= 3  # checkpoints, segmenter and VGG weights at least
