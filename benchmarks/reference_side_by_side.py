@@ -1,0 +1,398 @@
+"""translate-kit's pix2pix against the reference PyTorch implementation, side by side in one process.
+
+    python benchmarks/reference_side_by_side.py --reference PATH [--device cpu] [--windows 5]
+        [--batch-sizes 1,4] [--infer-batch-sizes 1,8] [--threads N] [--set table.key=value ...]
+        [--no-memory] [--quick] [--json]
+
+PATH is a checkout of the reference code (junyanz/pytorch-CycleGAN-and-pix2pix or a fork). Both
+sides build the same model: the U-Net 256 generator with dropout, the 70x70 PatchGAN ("basic"),
+batch norm, fp32, 256x256 images, Adam lr 2e-4 betas (0.5, 0.999), the vanilla GAN loss and
+lambda_L1 = 100. The reference is built in-process from its own classes (`Pix2PixModel` with an
+options namespace written out here, weights initialised by its `init_weights`), without its CLI
+or data. translate-kit's side is `recipes/pix2pix_facades.toml` with `train.precision=fp32`, built
+by `translate_kit.bench.bench_trainer` exactly as `tkit train` builds it.
+
+Measured, after warm-up, in windows that alternate between the sides (ABBA order) so that a drift
+of the machine's speed hits both alike; each figure is the median over its windows:
+
+- one training step on the same synthetic batch (no data loading), at each `--batch-sizes`;
+- generator inference at each `--infer-batch-sizes`: "eval" (translate-kit's eval mode; the
+  reference's `test.py --eval`) and "paper" (translate-kit's paper mode: dropout on, batch
+  statistics; the reference's default `test.py`, which leaves the networks in training mode);
+- the peak RSS of training at each batch size, each side in a fresh process of its own.
+
+The table gives the medians and the ratio ours / reference (above 1: translate-kit is faster; for
+memory, above 1: translate-kit uses more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "pix2pix_facades.toml"
+OUR_OVERRIDES = ["train.precision=fp32"]  # the reference trains in fp32
+PROBE_MARK = "SIDE_BY_SIDE_PROBE "
+
+
+def fail(message: str) -> NoReturn:
+    """Print one error paragraph and exit with status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def parse_sizes(text: str, option: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        fail(f"{option}: expected comma-separated positive integers such as 1,4, got {text!r}")
+    return sizes
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference
+
+
+def load_reference(path: Path) -> ModuleType:
+    """The reference's `models.pix2pix_model` module, imported from the checkout at `path`."""
+    path = path.expanduser().resolve()
+    model_file = path / "models" / "pix2pix_model.py"
+    if not path.is_dir():
+        fail(f"--reference {path}: no such folder. Pass a checkout of the reference code, e.g. "
+             "git clone https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix")
+    if not model_file.is_file():
+        fail(f"--reference {path}: it has no models/pix2pix_model.py, so it is not a checkout of "
+             "pytorch-CycleGAN-and-pix2pix. Pass the folder that holds models/, options/ and train.py.")
+    sys.path.insert(0, str(path))
+    try:
+        module = importlib.import_module("models.pix2pix_model")
+    finally:
+        sys.path.remove(str(path))
+    if Path(module.__file__ or "").resolve() != model_file:
+        fail(f"another package named 'models' ({module.__file__}) shadows the reference's; run the script "
+             "from a folder without one.")
+    return module
+
+
+def reference_options(device: torch.device, checkpoints_dir: str) -> argparse.Namespace:
+    """The options the reference's `train.py --model pix2pix` ends up with.
+
+    These are the defaults of its options/base_options.py and options/train_options.py after
+    `Pix2PixModel.modify_commandline_options` (norm batch, netG unet_256, gan_mode vanilla,
+    pool_size 0, lambda_L1 100), written out rather than parsed: its parser reads sys.argv and
+    imports its data and visualisation packages.
+    """
+    return argparse.Namespace(
+        isTrain=True, device=device, checkpoints_dir=checkpoints_dir, name="side_by_side",
+        preprocess="resize_and_crop", input_nc=3, output_nc=3, ngf=64, ndf=64, netG="unet_256", netD="basic",
+        n_layers_D=3, norm="batch", no_dropout=False, init_type="normal", init_gain=0.02, gan_mode="vanilla",
+        lr=0.0002, beta1=0.5, lambda_L1=100.0, direction="AtoB", pool_size=0, continue_train=False,
+    )
+
+
+def build_reference(module: ModuleType, device: torch.device, checkpoints_dir: str) -> Any:
+    """A reference `Pix2PixModel` on `device`, initialised as its `setup()` does.
+
+    `setup()` is not called: its `init_net` moves the networks to cuda:0 whenever CUDA exists,
+    whatever the device asked for. The same `init_weights` (normal, gain 0.02) is applied here and
+    the networks are moved to `device`. Its constructor prints and sets
+    torch.backends.cudnn.benchmark = True for the whole process; the flag is put back, and the
+    reference's timings set it again for themselves (see `with_cudnn_benchmark`).
+    """
+    opt = reference_options(device, checkpoints_dir)
+    keep = torch.backends.cudnn.benchmark
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = module.Pix2PixModel(opt)
+        for name in model.model_names:
+            net = getattr(model, "net" + name)
+            module.networks.init_weights(net, opt.init_type, init_gain=opt.init_gain)
+            net.to(device)
+    torch.backends.cudnn.benchmark = keep
+    return model
+
+
+def reference_step(model: Any, batch: Mapping[str, Any]) -> Callable[[], None]:
+    """One `optimize_parameters()` of the reference on `batch`, per call (its training step)."""
+    data = {"A": batch["A"], "B": batch["B"], "A_paths": batch["name"], "B_paths": batch["name"]}
+
+    def step() -> None:
+        model.set_input(data)
+        model.optimize_parameters()
+
+    return step
+
+
+def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    """The reference's `test()` (G forward under no_grad) on `x`, per call.
+
+    "eval" is `test.py --eval` (model.eval()); "paper" is its default, the networks left in
+    training mode (dropout on, batch statistics, running statistics updated). G is put back in
+    training mode after each call, as the training step expects it.
+    """
+
+    def run() -> None:
+        model.netG.train(mode == "paper")
+        model.real_A = x
+        model.test()
+        model.netG.train()
+
+    return run
+
+
+def with_cudnn_benchmark(flag: bool, fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn` with torch.backends.cudnn.benchmark set to `flag` (each side keeps its own setting)."""
+
+    def run() -> None:
+        torch.backends.cudnn.benchmark = flag
+        fn()
+
+    return run
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process (VmHWM; see translate_kit.bench.max_rss_bytes for why not ru_maxrss).
+
+    Written out here rather than imported so that the reference's memory probe loads nothing of
+    translate-kit and its RSS holds only what the reference itself needs.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def probe_reference(path: Path, device_name: str, batch_size: int, steps: int) -> None:
+    """The fresh process measuring the reference's peak memory: build, `steps` steps, print JSON."""
+    device = torch.device(device_name)
+    module = load_reference(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_reference(module, device, tmp)
+        generator = torch.Generator().manual_seed(0)
+        batch = {key: (torch.rand(batch_size, 3, 256, 256, generator=generator) * 2 - 1).to(device)
+                 for key in ("A", "B")}
+        batch["name"] = [f"noise_{i}" for i in range(batch_size)]
+        baseline = peak_rss_bytes()
+        step = reference_step(model, batch)
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    peak = {"batch_size": batch_size, "steps": steps, "baseline_rss_bytes": baseline,
+            "peak_rss_bytes": peak_rss_bytes(), "cuda_max_allocated_bytes": cuda}
+    print(PROBE_MARK + json.dumps(peak), flush=True)
+
+
+def reference_memory(path: Path, device: str, batch_size: int, steps: int, threads: int) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--reference", str(path), "--device", device,
+               "--threads", str(threads), "--probe-reference", str(batch_size), "--probe-steps", str(steps)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(PROBE_MARK):
+            return json.loads(line[len(PROBE_MARK):])
+    tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    raise RuntimeError(f"the reference's memory probe at batch {batch_size} failed: {tail}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Side by side
+
+
+def summary(rates: list[float]) -> dict[str, Any]:
+    return {"images_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "windows": rates}
+
+
+def parameters(nets: Mapping[str, torch.nn.Module]) -> dict[str, int]:
+    return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from translate_kit.bench import bench_trainer, device_sync, inference_fn, peak_memory, synthetic_batch
+    from translate_kit.bench import time_windows, train_step_fn
+    from translate_kit.plugins import get_plugin_manager
+    from translate_kit.recipe import load_recipe
+    from translate_kit.registry import Registry
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"... {line}", file=sys.stderr, flush=True)
+
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    module = load_reference(args.reference)
+    pm = get_plugin_manager()
+    registry = Registry.from_plugin_manager(pm)
+    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=registry)
+    ours_cudnn = torch.backends.cudnn.benchmark
+    rows: list[dict[str, Any]] = []
+    timing = {"warmup": args.warmup, "windows": args.windows, "window_s": args.window_seconds}
+    with contextlib.ExitStack() as stack:
+        say("building both models")
+        trainer = stack.enter_context(bench_trainer(recipe, registry, pm, device=args.device,
+                                                    noise_count=max(args.batch_sizes)))
+        device = trainer.device
+        model = build_reference(module, device, stack.enter_context(tempfile.TemporaryDirectory()))
+        sync = device_sync(device)
+        params = {"ours": parameters(trainer.method.nets), "reference": parameters({"G": model.netG, "D": model.netD})}
+
+        for b in args.batch_sizes:
+            say(f"train step, batch {b}")
+            batch = synthetic_batch(trainer, b)
+            plain = {**batch, "A": batch["A"].contiguous(), "B": batch["B"].contiguous()}
+            fns = {"ours": with_cudnn_benchmark(ours_cudnn, train_step_fn(trainer, batch)),
+                   "reference": with_cudnn_benchmark(True, reference_step(model, plain))}
+            t = time_windows(fns, sync=sync, **timing)
+            rows.append({"what": "train_step", "batch_size": b,
+                         **{side: summary(t[side].rates(b)) for side in fns}})
+        for b in args.infer_batch_sizes:
+            say(f"generator inference, batch {b}")
+            x = synthetic_batch(trainer, b, seed=1)["A"]
+            fns = {}
+            for mode in ("eval", "paper"):
+                fns[f"ours_{mode}"] = with_cudnn_benchmark(
+                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast))
+                fns[f"reference_{mode}"] = with_cudnn_benchmark(True, reference_inference(model, x.contiguous(), mode))
+            t = time_windows(fns, sync=sync, **timing)
+            for mode in ("eval", "paper"):
+                rows.append({"what": f"infer_{mode}", "batch_size": b, "ours": summary(t[f"ours_{mode}"].rates(b)),
+                             "reference": summary(t[f"reference_{mode}"].rates(b))})
+        torch.backends.cudnn.benchmark = ours_cudnn
+        device_name, threads = str(device), torch.get_num_threads()
+    for row in rows:
+        row["ratio"] = row["ours"]["images_per_s"] / row["reference"]["images_per_s"]
+
+    memory: list[dict[str, Any]] = []
+    if args.memory:
+        for b in args.batch_sizes:
+            say(f"peak memory, batch {b} (a fresh process per side)")
+            ours = peak_memory(recipe, device=device_name, batch_size=b, steps=args.probe_steps, threads=threads)
+            reference = reference_memory(args.reference, device_name, b, args.probe_steps, threads)
+            memory.append({"batch_size": b, "ours": dataclasses.asdict(ours), "reference": reference,
+                           "ratio_peak_rss": ours.peak_rss_bytes / reference["peak_rss_bytes"]})
+    notes = [
+        "windows alternate between the sides in ABBA order; figures are medians over the windows",
+        "train step: one optimisation step of G and D on the same synthetic batch already on the device",
+        "paper = translate-kit's paper mode / the reference's default test.py (networks in training mode); "
+        "eval = translate-kit's eval mode / test.py --eval",
+        "translate-kit checks every update's loss and gradients for NaN/inf (one reduction and one device sync per "
+        "optimiser); the reference does not",
+    ]
+    if load_at_start + threads > (os.cpu_count() or 1) + 0.5:  # as translate_kit.bench.run_bench notes it
+        notes.append(f"the machine was busy (load average {load_at_start:.1f} at the start, {os.cpu_count()} cores, "
+                     f"{threads} threads): absolute figures are low and noisy, the ratios less so")
+    if device_name.startswith("cuda"):
+        notes.append("the reference runs with cudnn.benchmark = True (its BaseModel sets it), translate-kit with "
+                     f"{ours_cudnn}; translate-kit uses fused Adam and channels_last on CUDA when the recipe says auto")
+    if params["ours"] != params["reference"]:
+        notes.append(f"PARAMETER COUNTS DIFFER: ours {params['ours']}, reference {params['reference']}")
+    return {"device": device_name, "threads": threads, "torch_version": torch.__version__,
+            "reference": str(args.reference), "our_overrides": [*OUR_OVERRIDES, *args.overrides],
+            "parameters": params, "rows": rows, "memory": memory, "notes": notes}
+
+
+def render(result: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = {"train_step": "train step", "infer_eval": "infer eval", "infer_paper": "infer paper"}
+    threads = f"{result['threads']} thread{'s' * (result['threads'] != 1)}"
+    table = Table(title=f"translate-kit vs reference pix2pix on {result['device']} ({threads}), fp32, 256 px",
+                  caption="images/s: median (min–max) over windows")
+    for column in ("measure", "batch", "ours", "reference", "ours/ref"):
+        table.add_column(column, justify="left" if column == "measure" else "right", no_wrap=True)
+
+    def cell(figure: Mapping[str, Any]) -> str:
+        return f"{figure['images_per_s']:.3g} ({figure['min']:.3g}–{figure['max']:.3g})"
+
+    for row in result["rows"]:
+        table.add_row(labels[row["what"]], str(row["batch_size"]), cell(row["ours"]), cell(row["reference"]),
+                      f"{row['ratio']:.2f}")
+    console = Console()
+    console.print(table)
+    if result["memory"]:
+        memory = Table(title="peak RSS of training, a fresh process per side",
+                       caption="GiB: peak (before the first step)")
+        for column in ("batch", "ours", "reference", "ours/ref"):
+            memory.add_column(column, justify="right", no_wrap=True)
+        for m in result["memory"]:
+            ours, ref = m["ours"], m["reference"]
+            memory.add_row(str(m["batch_size"]),
+                           f"{ours['peak_rss_bytes'] / 2**30:.2f} ({ours['baseline_rss_bytes'] / 2**30:.2f})",
+                           f"{ref['peak_rss_bytes'] / 2**30:.2f} ({ref['baseline_rss_bytes'] / 2**30:.2f})",
+                           f"{m['ratio_peak_rss']:.2f}")
+        console.print(memory)
+    console.print(f"parameters: ours {result['parameters']['ours']}, reference {result['parameters']['reference']}")
+    for note in result["notes"]:
+        console.print(f"[dim]note: {note}[/]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", type=Path, required=True, help="checkout of pytorch-CycleGAN-and-pix2pix")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--batch-sizes", default=None, help="training batch sizes (default 1,4; --quick: 1)")
+    parser.add_argument("--infer-batch-sizes", default=None, help="inference batch sizes (default 1,8; --quick: 1)")
+    parser.add_argument("--windows", type=int, default=None, help="timed windows per side and figure (default 5)")
+    parser.add_argument("--window-seconds", type=float, default=None,
+                        help="target length of a window (default 1.0; --quick: 0, one call)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed calls per side first (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="extra override of translate-kit's recipe, e.g. train.memory_format=contiguous")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-RSS probes")
+    parser.add_argument("--probe-steps", type=int, default=2, help="training steps of each memory probe")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: batch 1, 2 windows of one call")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON only")
+    parser.add_argument("--probe-reference", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            fail(f"--threads: expected a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.probe_reference is not None:
+        probe_reference(args.reference, args.device, args.probe_reference, args.probe_steps)
+        return
+    args.batch_sizes = parse_sizes(args.batch_sizes or ("1" if args.quick else "1,4"), "--batch-sizes")
+    args.infer_batch_sizes = parse_sizes(args.infer_batch_sizes or ("1" if args.quick else "1,8"),
+                                         "--infer-batch-sizes")
+    args.windows = args.windows if args.windows is not None else (2 if args.quick else 5)
+    args.window_seconds = args.window_seconds if args.window_seconds is not None else (0.0 if args.quick else 1.0)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.windows < 1 or args.warmup < 1 or args.window_seconds < 0:
+        fail("--windows and --warmup must be at least 1 and --window-seconds at least 0")
+    from translate_kit.errors import TranslateKitError
+
+    try:
+        result = run(args)
+    except TranslateKitError as exc:
+        fail(str(exc))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        render(result)
+
+
+if __name__ == "__main__":
+    main()
