@@ -14,6 +14,7 @@ from torchvision.io import write_png
 from typer.testing import CliRunner
 
 import translate_kit.inference
+import translate_kit.method
 from translate_kit.cli import make_app
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.data.synth import render_facade
@@ -433,3 +434,27 @@ def test_cli_help(app):
 
 def test_docstring_examples():
     assert doctest.testmod(translate_kit.inference).failed == 0
+
+
+def test_eval_mode_runs_a_batchnorm_folded_copy_that_follows_the_weights(run, registry):
+    translator = Translator.from_checkpoint(run, device="cpu", registry=registry)
+    generator = translator.method.nets["G"]
+    x = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def reference() -> torch.Tensor:
+        with torch.no_grad(), translate_kit.method.test_time(generator, "eval"):
+            return generator(x)
+
+    runner = translator._runner()
+    norms = [m for m in runner.nets["G"].modules() if isinstance(m, nn.BatchNorm2d)]
+    assert not norms and any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())
+    assert runner.nets["D"] is translator.method.nets["D"]  # not copied
+    with torch.inference_mode():
+        torch.testing.assert_close(translator._forward(x), reference(), atol=1e-5, rtol=1e-4)
+    assert translator._runner() is runner  # cached while the weights stay
+    with torch.no_grad():
+        next(m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)).running_var.mul_(4)
+    assert translator._runner() is not runner
+    with torch.inference_mode():
+        torch.testing.assert_close(translator._forward(x), reference(), atol=1e-5, rtol=1e-4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())  # the original is untouched

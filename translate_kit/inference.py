@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import glob
 import math
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.errors import CheckpointError, DataError, TranslateKitError
+from translate_kit.layers import fold_batchnorm
 from translate_kit.method import Method, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
@@ -278,6 +280,7 @@ class Translator:
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
         self.method = method.to(self.device, memory_format=fmt)
         self.checkpoint: Path | None = None  # set by from_checkpoint
+        self._folded: tuple[tuple[tuple[int, int], ...], Method] | None = None  # see _runner
         self.step: int | None = None  # optimisation steps of the loaded weights
 
     @classmethod
@@ -458,8 +461,29 @@ class Translator:
             else contextlib.nullcontext()
         )
         with ctx:
-            y = self.method.translate(x)
+            y = self._runner().translate(x)
         return y.float()
+
+    def _runner(self) -> Method:
+        """The method `_forward` runs. In eval mode it is a copy whose batch norms are folded into
+        the convolutions before them (the same function with a pass over each feature map fewer),
+        remade whenever the weights change (the key is every tensor's identity and in-place version
+        counter, so loading weights or re-estimating statistics invalidates it)."""
+        if self.mode != "eval":
+            return self.method
+        names = self.method.inference_nets
+        key = tuple(
+            (id(t), t._version) for n in names for t in (*self.method.nets[n].parameters(), *self.method.nets[n].buffers())
+        )
+        if self._folded is None or self._folded[0] != key:
+            # Share the other networks (discriminators) instead of copying them.
+            shared = {id(net): net for name, net in self.method.nets.items() if name not in names}
+            with torch.inference_mode(False):
+                clone = copy.deepcopy(self.method, memo=shared)
+                for name in names:
+                    fold_batchnorm(clone.nets[name].eval())
+            self._folded = (key, clone)
+        return self._folded[1]
 
     def _tiled(self, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
         """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8."""

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["NORMS", "Norm", "check_image_batch", "conv_bias", "init_weights", "make_norm"]
+__all__ = ["NORMS", "Norm", "check_image_batch", "conv_bias", "fold_batchnorm", "init_weights", "make_norm"]
 
 Norm = Literal["batch", "instance", "none"]
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
@@ -77,3 +77,45 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
     return module
+
+
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d into the convolution just before it, in place; return how many.
+
+    Inside any `nn.Sequential`, a `Conv2d` or `ConvTranspose2d` directly followed by a BatchNorm2d
+    with running statistics becomes one convolution with scaled weights and a shifted bias, and the
+    norm becomes an `nn.Identity`. In eval mode the result is the same function (to float rounding)
+    with one pass over each feature map fewer. Only for inference: the folded network no longer
+    has the norm's parameters or statistics, so it cannot train and its state dict differs.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> before = net(x)
+        >>> fold_batchnorm(net), type(net[1]).__name__
+        (1, 'Identity')
+        >>> torch.allclose(before, net(x), atol=1e-6)
+        True
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for child in module.children():
+        folded += fold_batchnorm(child)
+    if not isinstance(module, nn.Sequential):
+        return folded
+    names = list(module._modules)
+    for first, second in zip(names, names[1:]):
+        conv, norm = module._modules[first], module._modules[second]
+        if (
+            isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+            and type(norm) is nn.BatchNorm2d
+            and norm.track_running_stats
+            and norm.running_mean is not None
+            and not (conv.training or norm.training)
+        ):
+            transpose = isinstance(conv, nn.ConvTranspose2d)
+            module._modules[first] = fuse_conv_bn_eval(conv, norm, transpose=transpose)
+            module._modules[second] = nn.Identity()
+            folded += 1
+    return folded
