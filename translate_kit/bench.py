@@ -465,12 +465,17 @@ def inference_fn(
     mode: Mode,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Callable[[], None]:
-    """One `method.translate(x)` per call, in test-time `mode`, under `torch.inference_mode`.
+    """One `method.translate(x)` per call, in test-time `mode`, under `torch.inference_mode`, as
+    `Translator` runs it: eval mode on a batch-norm-folded copy (`inference.eval_copy`).
 
     Paper mode normalises with the statistics of the batch it is given: at batch > 1 that is the
     whole batch (the network's cost is the same as per image; `Translator` runs one image at a
     time in paper mode, so its images do not mix).
     """
+    if mode == "eval":
+        from translate_kit.inference import eval_copy
+
+        method = eval_copy(method)
 
     def run() -> None:
         with torch.inference_mode(), test_time(method, mode), autocast():

@@ -61,6 +61,7 @@ __all__ = [
     "InferenceError",
     "Translator",
     "axis_windows",
+    "eval_copy",
     "expand_inputs",
     "tile_starts",
     "translate_files",
@@ -205,6 +206,19 @@ def _generator_limits(method: Method) -> tuple[int, int]:
             multiple = math.lcm(multiple, int(getattr(net, "size_multiple", 1)))
             minimum = max(minimum, int(getattr(net, "min_size", 0)))
     return multiple, minimum
+
+
+def eval_copy(method: Method) -> Method:
+    """A copy of `method` for eval-mode inference: its `inference_nets` in eval mode with batch norm
+    folded into the convolutions (`layers.fold_batchnorm`); the other networks (discriminators)
+    are shared, not copied. Translating with it equals eval-mode `method.translate` to float
+    rounding, with a pass over each feature map fewer per norm."""
+    shared = {id(net): net for name, net in method.nets.items() if name not in method.inference_nets}
+    with torch.inference_mode(False):  # real parameters, even when called under inference_mode
+        clone = copy.deepcopy(method, memo=shared)
+        for name in method.inference_nets:
+            fold_batchnorm(clone.nets[name].eval())
+    return clone
 
 
 class Translator:
@@ -476,13 +490,7 @@ class Translator:
             (id(t), t._version) for n in names for t in (*self.method.nets[n].parameters(), *self.method.nets[n].buffers())
         )
         if self._folded is None or self._folded[0] != key:
-            # Share the other networks (discriminators) instead of copying them.
-            shared = {id(net): net for name, net in self.method.nets.items() if name not in names}
-            with torch.inference_mode(False):
-                clone = copy.deepcopy(self.method, memo=shared)
-                for name in names:
-                    fold_batchnorm(clone.nets[name].eval())
-            self._folded = (key, clone)
+            self._folded = (key, eval_copy(self.method))
         return self._folded[1]
 
     def _tiled(self, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
