@@ -90,6 +90,11 @@ class TrainConfig:
     sample_every: int = 1  # epochs between sample pages
     num_samples: int = 4  # training images shown on the sample page
     max_nonfinite_steps: int = 10  # stop after this many updates in a row with a NaN/inf loss (each is skipped)
+    # Several processes (torchrun): batch norm takes its statistics over the global batch, as one
+    # process would (torch's SyncBatchNorm, CUDA only). false: each process normalises its own
+    # batch_size / world_size images, which is a different model; networks without batch norm
+    # are unaffected, and one process ignores the key.
+    sync_batchnorm: bool = True
 
 
 CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}

@@ -1,16 +1,24 @@
-"""`tkit train`: train a recipe, or resume a run."""
+"""`tkit train`: train a recipe, or resume a run; under torchrun, in several processes.
+
+`torchrun --nproc-per-node N -m translate_kit train RECIPE` (or `torchrun ... $(which tkit) train
+RECIPE`) starts N copies of this command. Each joins the process group for the whole command
+(`process_group`), and rank 0 alone prints; see docs/distributed.md.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from translate_kit.cli.common import cli_command, find_recipe, session
 from translate_kit.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from translate_kit.train.distributed import Distributed
 
 __all__ = ["train"]
 
@@ -30,17 +38,39 @@ def train(
         Optional[Path],
         typer.Option(help="Continue the run in this folder from its newest checkpoint, at the exact step."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:N or mps. Under torchrun, cuda (or auto) is cuda:LOCAL_RANK.")
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run folder of the same name first.")] = False,
 ) -> None:
-    """Train the method a recipe describes; writes checkpoints, samples and index.html to the run folder."""
+    """Train the method a recipe describes; writes checkpoints, samples and index.html to the run folder.
+
+    Under torchrun every process runs this; --device cuda (or auto) gives each its own GPU.
+    """
+    from translate_kit.train.distributed import launch_env, process_group
+    from translate_kit.train.trainer import select_device
+
+    # Rank 0 speaks for the job; the other processes' consoles stay silent (errors still print).
+    console = Console(quiet=launch_env().rank != 0)
+    with process_group(select_device(device)) as group:
+        _train(ctx, recipe, overrides or [], resume, device, overwrite, console, group)
+
+
+def _train(
+    ctx: typer.Context,
+    recipe: str | None,
+    overrides: list[str],
+    resume: Path | None,
+    device: str,
+    overwrite: bool,
+    console: Console,
+    group: Distributed,
+) -> None:
     from translate_kit.recipe import load_recipe
     from translate_kit.train.checkpoint import newest_checkpoint
     from translate_kit.train.trainer import Trainer
 
-    console = Console()
     state = session(ctx)
-    overrides = overrides or []
     if resume is not None:
         if recipe is not None:
             raise CheckpointError(
@@ -52,7 +82,7 @@ def train(
         loaded = load_recipe(found[1]["recipe"], overrides, registry=state.registry)
         loaded = dataclasses.replace(loaded, source=str(resume / "recipe.toml"))
         trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,
-                          run_dir=resume, resume=True, checkpoint=found)
+                          run_dir=resume, resume=True, checkpoint=found, distributed=group)
         console.print(f"Resuming [bold]{resume}[/] at step {trainer.state.step} (epoch {trainer.state.epoch + 1}).")
     else:
         if recipe is None:
@@ -60,9 +90,13 @@ def train(
         path = find_recipe(recipe, state.pm)
         loaded = load_recipe(path, overrides, registry=state.registry)
         trainer = Trainer(loaded, registry=state.registry, pm=state.pm, device=device, console=console,
-                          overwrite=overwrite)
+                          overwrite=overwrite, distributed=group)
+        where = str(trainer.device)
+        if group.enabled:
+            where = (f"{group.world_size} processes on {trainer.device.type} (global batch {loaded.train.batch_size}, "
+                     f"{trainer.rank_batch_size} per process)")
         console.print(
-            f"Training [bold]{loaded.run.name}[/] ({path}) on {trainer.device}: {len(trainer.dataset)} images, "
+            f"Training [bold]{loaded.run.name}[/] ({path}) on {where}: {len(trainer.dataset)} images, "
             f"{trainer.total_steps} steps, run folder {trainer.run_dir}"
         )
     trainer.fit()
@@ -70,5 +104,6 @@ def train(
     verb = "Stopped" if stopped else "Done"
     console.print(f"{verb} at step {trainer.state.step}. Results: {trainer.run_dir / 'index.html'}")
     if stopped:
-        console.print(f"Continue with: tkit train --resume {trainer.run_dir}")
+        launcher = "torchrun <the same torchrun options> -m translate_kit" if group.enabled else "tkit"
+        console.print(f"Continue with: {launcher} train --resume {trainer.run_dir}")
         raise typer.Exit(code=130)

@@ -142,14 +142,30 @@ class EpochSampler(Sampler[int]):
     """A fresh permutation per epoch from (seed, epoch), optionally one shard of it, from an offset.
 
     Because the order depends only on (seed, epoch), a resumed run replays exactly the batches the
-    interrupted one would have seen: `set_epoch(e, start=k)` skips the first k indices.
+    interrupted one would have seen: `set_epoch(e, start=k)` skips the first k indices of this
+    rank's shard (with several processes: per-rank batches done x per-rank batch size).
+
+    With several processes, rank r's shard is every world_size-th index of the permutation from
+    r on. So when every rank batches its shard by `batch_size / world_size`, global batch i (the
+    union of the ranks' batches i) holds images `i * batch_size` to `(i + 1) * batch_size - 1` of
+    the permutation: the same images as one process's batch i, for any number of processes. This,
+    and the exact resume, are why the trainer uses this sampler rather than torch's
+    DistributedSampler, which can only start an epoch at its beginning.
 
     Args:
         length: dataset size.
         seed: the run's seed.
         shuffle: permute (training) or keep order.
         rank, world_size: this process's shard when training on several processes; each shard gets
-            `ceil(length / world_size)` indices (the permutation wraps around to fill the last one).
+            `ceil(length / world_size)` indices (the permutation wraps around to fill the last one;
+            the trainer stops each epoch after `length // batch_size` global steps, before any
+            wrapped index).
+
+    Example:
+        >>> one = EpochSampler(8, seed=0)
+        >>> ranks = [EpochSampler(8, seed=0, rank=r, world_size=2) for r in (0, 1)]
+        >>> sorted(one.indices()[:4]) == sorted(ranks[0].indices()[:2] + ranks[1].indices()[:2])
+        True
     """
 
     def __init__(self, length: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:

@@ -6,11 +6,16 @@ run folder with its checkpoints, samples and page, progress, and the run events 
 
     trainer = Trainer(recipe, registry=registry, pm=pm, console=console)
     trainer.fit()
+
+Under torchrun the same trainer runs once per process (see `distributed.py`): each network is
+wrapped in DistributedDataParallel, each rank trains on its share of every global batch, and rank
+0 alone writes the run folder, prints and calls the run-event hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import shutil
@@ -35,6 +40,7 @@ from translate_kit.progress import make_progress
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
 from translate_kit.train.checkpoint import FORMAT, VERSION, atomic_save, newest_checkpoint, prune_checkpoints
+from translate_kit.train.distributed import Distributed, parameter_fingerprints, stream_seed
 
 __all__ = [
     "RecipeParts",
@@ -158,7 +164,12 @@ class RecipeParts:
 
 
 class TrainContext:
-    """The `StepContext` a method's `training_step` gets: precision-aware updates."""
+    """The `StepContext` a method's `training_step` gets: precision-aware updates.
+
+    With several processes (`distributed`), the gradients are averaged by DistributedDataParallel
+    inside `backward`, and the decision to skip a non-finite update is taken from every rank's
+    loss, so that all ranks skip or step together.
+    """
 
     def __init__(
         self,
@@ -168,9 +179,11 @@ class TrainContext:
         autocast_dtype: torch.dtype | None,
         scaler: torch.amp.GradScaler | None,
         state: TrainState,
+        distributed: Distributed | None = None,
     ) -> None:
         self.optimizers, self.device, self.autocast_dtype, self.scaler = optimizers, device, autocast_dtype, scaler
         self.state = state
+        self.distributed = distributed if distributed is not None else Distributed()
         self.skipped_this_step = False
         self.scaler_stepped = False  # GradScaler.update() is valid only after at least one scaler.step()
 
@@ -193,8 +206,11 @@ class TrainContext:
             raise KeyError(f"Unknown optimiser group {group!r}; the method declares {sorted(self.optimizers)}")
         if self.scaler is not None:
             # fp16: the scaler itself skips updates with inf/NaN gradients (an overflow of the
-            # scale, expected now and then); only a non-finite loss counts as divergence.
-            if not bool(torch.isfinite(loss.detach())):
+            # scale, expected now and then; the gradients are already averaged over the ranks, so
+            # every rank's scaler agrees); only a non-finite loss counts as divergence. Across
+            # processes that check must come before backward: a rank skipping backward alone
+            # would leave the others waiting in DDP's gradient all-reduce.
+            if not self.distributed.all_finite(loss):
                 return self._skip(optimizer)
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
@@ -202,10 +218,12 @@ class TrainContext:
         else:
             loss.backward()
             # One check, one device sync, for the loss and every gradient: the largest absolute
-            # gradient is NaN/inf if any element is (a NaN loss gives NaN gradients too).
+            # gradient is NaN/inf if any element is (a NaN loss gives NaN gradients too). The
+            # gradients are the same on every rank after DDP's all-reduce, the losses are not, so
+            # the verdict is agreed between the ranks.
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             worst = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) if grads else loss.detach()
-            if not bool(torch.isfinite(worst + loss.detach().float())):
+            if not self.distributed.all_finite(worst + loss.detach().float()):
                 # Skip rather than poison the weights; many in a row means the run has diverged.
                 return self._skip(optimizer)
             optimizer.step()
@@ -232,6 +250,10 @@ class Trainer:
         overwrite: delete an existing run folder and start over.
         checkpoint: with `resume`, the (path, contents) of that checkpoint when the caller has
             already loaded it (a pix2pix checkpoint with Adam states is about 0.7 GB).
+        distributed: this process's place among several training processes (torchrun); by
+            default the initialised process group's, or a single process. `train.batch_size` is
+            the global batch: each of the `world_size` ranks trains on `batch_size / world_size`
+            images per step.
     """
 
     def __init__(
@@ -246,31 +268,43 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         checkpoint: tuple[Path, Mapping[str, Any]] | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
-        self.recipe, self.registry, self.pm, self.console = recipe, registry, pm, console
-        self.device = select_device(device)
+        self.dist = distributed if distributed is not None else Distributed.current()
+        # Only rank 0 prints: other ranks draw no progress bars and report nothing twice.
+        self.recipe, self.registry, self.pm = recipe, registry, pm
+        self.console = console if self.dist.is_main else None
+        self.device = self.dist.place(select_device(device))
         self.run_dir = Path(run_dir) if run_dir is not None else Path(recipe.run.dir) / recipe.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
         self.history: list[dict[str, float]] = []
-        self.stop_requested = False
+        self.stop_requested = False  # agreed by every rank after each step; see _sync_stop
+        self._stop_signal = False  # this process got SIGINT/SIGTERM
         self.resumed_from: Path | None = None
         self._reset_log_window()
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_count = 0
         train = recipe.train
+        self.rank_batch_size = self._check_global_batch()
 
         resume_from = self._check_run_dir(resume=resume, overwrite=overwrite, checkpoint=checkpoint)
         random.seed(recipe.run.seed)
         torch.manual_seed(recipe.run.seed)
 
-        # Method and networks.
+        # Method and networks. Every rank builds them from the same seed, so all start equal
+        # (DistributedDataParallel also copies rank 0's weights to the others when it wraps them).
         self.method: Method = registry.build(
             "method", recipe.components["method"], where=recipe.where("method"), args=(RecipeParts(recipe, registry),)
         )
         self._check_sizes()
+        self._prepare_batchnorm()
         self.channels_last = uses_channels_last(train.memory_format, self.device)
         self.method.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        if self.dist.rank:  # rank 0 keeps run.seed's stream, so one process trains as it always did
+            self._seed_stream(step=0)
+        if self.dist.enabled:
+            self._wrap_for_processes()
         if train.compile:
             for name in list(self.method.nets):
                 self.method.nets[name] = torch.compile(self.method.nets[name])
@@ -293,6 +327,7 @@ class Trainer:
             autocast_dtype=self.autocast_dtype,
             scaler=self.scaler,
             state=self.state,
+            distributed=self.dist,
         )
 
         # Data.
@@ -317,11 +352,17 @@ class Trainer:
                 f"The dataset has {len(self.dataset)} image(s), fewer than train.batch_size = {train.batch_size}; "
                 "add images or lower the batch size."
             )
-        self.sampler = EpochSampler(len(self.dataset), seed=recipe.run.seed)
+        # Each rank reads its own shard of the epoch's permutation, batch_size / world_size images
+        # at a time. Not torch's DistributedSampler: EpochSampler restarts an epoch at any offset
+        # (exact resume), and its shards make global batch i hold the same images for any number
+        # of processes (see its docstring), so a run may resume on a different number of GPUs.
+        self.sampler = EpochSampler(
+            len(self.dataset), seed=recipe.run.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
         self.loader = make_loader(
             self.dataset,
             self.sampler,
-            batch_size=train.batch_size,
+            batch_size=self.rank_batch_size,
             num_workers=data.num_workers,
             pin_memory=self.device.type == "cuda",
         )
@@ -330,9 +371,12 @@ class Trainer:
 
         if resume_from is not None:
             self._restore(resume_from)
-        # Only now, with everything built, touch the run folder: a recipe that fails to build
-        # leaves no half-made run behind.
-        self._write_run_dir(overwrite=overwrite)
+        # Only now, with everything built on every rank, touch the run folder: a recipe that
+        # fails to build leaves no half-made run behind, and rank 0 cannot create the folder
+        # before a slower rank has checked that it did not exist.
+        self.dist.barrier()
+        if self.dist.is_main:
+            self._write_run_dir(overwrite=overwrite)
         self._saved_step = self.state.step if resume_from is not None else -1
 
     # ----------------------------------------------------------------------------------------
@@ -400,14 +444,103 @@ class Trainer:
                     f"needs. Use a larger crop_size or a smaller network (e.g. fewer discriminator n_layers)."
                 )
 
+    def _check_global_batch(self) -> int:
+        """`train.batch_size` is the global batch; return each rank's share, which must be whole."""
+        batch, world = self.recipe.train.batch_size, self.dist.world_size
+        if batch % world:
+            lower = batch // world * world
+            choices = [str(v) for v in (lower, lower + world) if v >= world]
+            raise RecipeError(
+                f"{self.recipe.where('train')}, key 'batch_size': {batch} is the global batch size and must split "
+                f"evenly over the {world} processes of this run (WORLD_SIZE={world}); use a multiple of {world}, "
+                f"e.g. {' or '.join(choices)} (--set train.batch_size={choices[-1]})."
+            )
+        return batch // world
+
+    def _prepare_batchnorm(self) -> None:
+        """Across processes, let batch norm see the global batch (SyncBatchNorm), as one process would.
+
+        Plain BatchNorm in DDP normalises each rank's `batch_size / world_size` images with their
+        own statistics: a different model from the single-process one (with 1 image per rank it
+        is instance normalisation in disguise), and every rank keeps different running statistics.
+        """
+        if not self.dist.enabled or not self.recipe.train.sync_batchnorm:
+            return
+        with_bn = [
+            name for name, net in self.method.nets.items()
+            if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+        ]
+        if not with_bn:
+            return
+        if self.device.type != "cuda":
+            raise RecipeError(
+                f"{self.recipe.where('train')}, key 'sync_batchnorm': network(s) {', '.join(with_bn)} use batch norm, "
+                f"and train.sync_batchnorm = true would synchronise its statistics over the {self.dist.world_size} "
+                f"processes, but torch's SyncBatchNorm runs on CUDA only and this run is on {self.device.type}. "
+                "Set train.sync_batchnorm = false (--set train.sync_batchnorm=false) to let each process normalise "
+                f"with the statistics of its own {self.rank_batch_size} image(s), or use norm = \"instance\"."
+            )
+        for name in with_bn:
+            self.method.nets[name] = nn.SyncBatchNorm.convert_sync_batchnorm(self.method.nets[name])
+
+    def _seed_stream(self, step: int) -> None:
+        """Give this rank its own random stream (dropout, jitter, image pools): see `stream_seed`."""
+        seed = stream_seed(self.recipe.run.seed, self.dist.rank, step)
+        random.seed(seed)
+        torch.manual_seed(seed)  # and every CUDA device's generator
+
+    def _wrap_for_processes(self) -> None:
+        """Wrap each trainable network in DistributedDataParallel, in place in `method.nets`.
+
+        One wrapper per network, not one around the method: each `ctx.update` backward reaches
+        some networks only (a GAN's D step stops at the detached fake; its G step runs through D
+        frozen), and each wrapper averages the gradients of its own network when they are ready.
+        The methods' patterns need no special settings:
+
+        - a network called several times before one backward (D on the real and the fake pair;
+          CycleGAN's generators three times) is fine: autograd sums a parameter's gradient over
+          every use before DDP's hook for it fires, once;
+        - a network frozen with `method.frozen` has no parameter that requires grad, so no hook
+          fires and its wrapper has nothing pending. So `find_unused_parameters` stays off (it
+          costs a graph walk per forward); a method must use all trainable parameters of a
+          network in a backward that reaches it, or DDP says which ones it did not use;
+        - `forward_sync_buffers=False` (formerly `broadcast_buffers`): the default copies rank 0's
+          buffers (batch-norm running statistics) to every rank at the start of every forward, a
+          collective in each of a GAN's three or more forwards per step, and one that would hang
+          a forward run by rank 0 alone. It buys nothing: training forwards normalise with batch
+          statistics, never the running ones; with SyncBatchNorm those agree between ranks anyway,
+          and with per-process batch norm each rank keeps its own and checkpoints hold rank 0's;
+        - no `static_graph`: which networks a backward reaches changes within a step.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        for name in list(self.method.nets):
+            net = self.method.nets[name]
+            if not any(p.requires_grad for p in net.parameters()):
+                continue  # nothing to average (and DDP refuses such a module)
+            self.method.nets[name] = DistributedDataParallel(net, device_ids=device_ids, forward_sync_buffers=False)
+
     # ----------------------------------------------------------------------------------------
     # Checkpoints
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimisers, schedules, RNGs, position."""
+    def _rng_state(self) -> dict[str, Any]:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks and a checkpoint must keep for each: the random streams and
+        the method's extra state (e.g. CycleGAN's image pools of this rank's fakes), on the CPU."""
+        return {"rng": self._rng_state(), "method_state": _to_cpu(self.method.extra_state())}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimisers, schedules, RNGs, position.
+
+        This is rank 0's view; `save_checkpoint` adds the other ranks' own states (`ranks`) and
+        every rank's parameter fingerprints (`replica_fingerprints`) when training on several.
+        """
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -424,20 +557,54 @@ class Trainer:
                 "step": self.state.step,
                 "nonfinite_total": self.state.nonfinite_total,
                 "nonfinite_in_row": self.state.nonfinite_in_row,
+                "world_size": self.dist.world_size,
             },
-            "rng": rng,
+            "rng": self._rng_state(),
         }
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current step (once per step), keep the newest K, tell plugins."""
+        """Write a checkpoint of the current step (once per step), keep the newest K, tell plugins.
+
+        With several processes every rank calls this at the same step: the ranks' own states are
+        gathered to rank 0, which alone writes, and nobody goes on (or exits) before the file is
+        complete. The ranks' parameter fingerprints are compared, since a checkpoint holding rank
+        0's weights stands for all ranks only if they are equal.
+        """
         path = self.checkpoint_dir / f"step_{self.state.step:09d}.pt"
-        if self._saved_step == self.state.step and path.exists():
+        # One decision for all ranks, from rank 0's disk (the others may not even see it).
+        if self.dist.main_says(self._saved_step == self.state.step and path.exists()):
             return path
         self._saved_step = self.state.step
-        atomic_save(self.checkpoint_state(), path)
-        prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints)
-        self.pm.hook.translate_kit_checkpoint_saved(trainer=self, path=path, step=self.state.step)
+        fingerprints = others = None
+        if self.dist.enabled:
+            fingerprints = self.dist.all_gather(parameter_fingerprints(self._plain_nets()))
+            others = self.dist.gather(None if self.dist.is_main else self._rank_state())
+        if self.dist.is_main:
+            state = self.checkpoint_state()
+            if fingerprints is not None and others is not None:
+                state["ranks"] = {rank: own for rank, own in enumerate(others) if rank}
+                state["replica_fingerprints"] = fingerprints
+            atomic_save(state, path)
+            prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints)
+            self._hook("translate_kit_checkpoint_saved", path=path, step=self.state.step)
+        self.dist.barrier()
+        if fingerprints is not None:
+            self._check_replicas(fingerprints, path)
         return path
+
+    def _check_replicas(self, fingerprints: list[dict[str, str]], path: Path) -> None:
+        differing = sorted({net for other in fingerprints[1:] for net, digest in other.items()
+                            if digest != fingerprints[0].get(net)})
+        if differing:
+            raise TrainingError(
+                f"After step {self.state.step} the {self.dist.world_size} processes hold different weights for "
+                f"network(s) {', '.join(differing)} ({path} has rank 0's). The method changes parameters outside "
+                "ctx.update, or differently on each rank; DistributedDataParallel keeps ranks equal only through "
+                "the averaged gradients that ctx.update applies."
+            )
+
+    def _plain_nets(self) -> dict[str, nn.Module]:
+        return {name: unwrap(net) for name, net in self.method.nets.items()}
 
     def _restore(self, ckpt: Mapping[str, Any]) -> None:
         where = self.resumed_from or "the checkpoint"
@@ -454,7 +621,6 @@ class Trainer:
                 f"{where} does not fit the networks of this recipe ({first}). Resume without --set overrides "
                 "that change the architecture."
             ) from None
-        self.method.load_extra_state(ckpt.get("method_state", {}))
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         saved_train = ckpt["recipe"].get("train", {})
@@ -473,10 +639,37 @@ class Trainer:
         self.state.epoch, self.state.epoch_step, self.state.step = state["epoch"], state["epoch_step"], state["step"]
         self.state.nonfinite_total = state.get("nonfinite_total", 0)
         self.state.nonfinite_in_row = state.get("nonfinite_in_row", 0)
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        random.setstate(_python_rng_state(ckpt["rng"]["python"]))
-        if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        if not self.dist.same_everywhere(self.state.step):
+            raise CheckpointError(
+                f"The {self.dist.world_size} processes resumed from checkpoints of different steps. Every process "
+                "must see the same run folder: put it on a file system all machines share."
+            )
+        self._restore_rank_state(ckpt)
+
+    def _restore_rank_state(self, ckpt: Mapping[str, Any]) -> None:
+        """Restore this rank's random streams and method state, or start fresh ones if the
+        checkpoint was written by fewer processes and so has none for this rank."""
+        own = {"rng": ckpt["rng"], "method_state": ckpt.get("method_state", {})}
+        if self.dist.rank:
+            own = ckpt.get("ranks", {}).get(self.dist.rank)
+        saved_world = ckpt["state"].get("world_size", 1)
+        if saved_world != self.dist.world_size and self.console is not None:
+            self.console.print(
+                f"[yellow]{self.resumed_from} was written by {saved_world} process(es) and this run has "
+                f"{self.dist.world_size}: it goes on at the same step with the same global batches, but not "
+                "bit-identically, since each process draws its own dropout and jitter."
+            )
+        if own is None:
+            # The image pools and the like of rank 0 are as good a history as any.
+            self.method.load_extra_state(ckpt.get("method_state", {}))
+            self._seed_stream(step=self.state.step)
+            return
+        self.method.load_extra_state(own["method_state"])
+        rng = own["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_python_rng_state(rng["python"]))
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     # ----------------------------------------------------------------------------------------
     # The loop
@@ -504,7 +697,7 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until the recipe's epochs (or `train.max_steps`) are done; return the logged records."""
         train = self.recipe.train
-        self.pm.hook.translate_kit_run_start(trainer=self)
+        self._hook("translate_kit_run_start")
         status = "failed"
         with self._progress() as progress, self._stop_on_signal():
             task = progress.add_task("train", total=self.total_steps, completed=self.state.step, stats="")
@@ -521,7 +714,7 @@ class Trainer:
                     scalars = self._epoch_means()
                     if (epoch + 1) % train.sample_every == 0 or self.state.epoch == self.total_epochs:
                         self.write_samples(epoch + 1)
-                    self.pm.hook.translate_kit_epoch_end(trainer=self, epoch=epoch, scalars=scalars)
+                    self._hook("translate_kit_epoch_end", epoch=epoch, scalars=scalars)
                     if (epoch + 1) % train.checkpoint_every == 0:
                         self.save_checkpoint()
                 self._flush_log()
@@ -530,20 +723,27 @@ class Trainer:
                     self.write_samples(self.state.epoch + 1)
                 status = "interrupted" if self.stop_requested else "completed"
             finally:
-                self.pm.hook.translate_kit_run_end(trainer=self, status=status)
+                self._hook("translate_kit_run_end", status=status)
         return self.history
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        """Call a run-event hook, on rank 0 only: plugins (loggers, notifiers) see one run, not one
+        per process, and rank 0's run folder is the only one."""
+        if self.dist.is_main:
+            getattr(self.pm.hook, name)(trainer=self, **kwargs)
 
     def _finished(self) -> bool:
         max_steps = self.recipe.train.max_steps
         return self.stop_requested or bool(max_steps and self.state.step >= max_steps)
 
     def _train_epoch(self, progress: Any, task: Any) -> None:
-        batch_size = self.recipe.train.batch_size
-        self.sampler.set_epoch(self.state.epoch, start=self.state.epoch_step * batch_size)
+        self.sampler.set_epoch(self.state.epoch, start=self.state.epoch_step * self.rank_batch_size)
         self._epoch_sums = {}
         self._epoch_count = 0
         self.method.train()
-        for batch in self.loader:
+        # A rank's shard is ceil(len / world_size) images, which can hold one batch more than
+        # the epoch's len // batch_size global steps; every rank stops at the same step.
+        for batch in itertools.islice(self.loader, self.steps_per_epoch - self.state.epoch_step):
             batch = self._batch_to_device(batch)
             self.ctx.skipped_this_step = self.ctx.scaler_stepped = False
             scalars = self.method.training_step(batch, self.ctx)
@@ -562,8 +762,19 @@ class Trainer:
             if self.state.step % self.recipe.train.log_every == 0:
                 record = self._flush_log()
                 progress.update(task, stats=_format_stats(record))
+            self._sync_stop()
             if self._finished():
                 return
+
+    def _sync_stop(self) -> None:
+        """Turn a stop signal into `stop_requested`, on every rank after the same step.
+
+        torchrun passes a SIGINT or SIGTERM on to each process, and a scheduler may signal one
+        process alone; each arrives at its own moment. A rank that stopped alone would leave the
+        others waiting in the next gradient all-reduce, so the flag is agreed (one tiny all-reduce
+        per step; none with one process).
+        """
+        self.stop_requested = self.stop_requested or self.dist.any(self._stop_signal)
 
     def _count_nonfinite(self) -> None:
         if not self.ctx.skipped_this_step:
@@ -588,21 +799,29 @@ class Trainer:
             return {}
         elapsed = max(time.perf_counter() - self._log_time, 1e-9)
         record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
-        record.update({k: float(v) / self._log_count for k, v in self._log_sums.items()})
+        record.update({k: float(v) / self._log_count for k, v in self._over_ranks(self._log_sums).items()})
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"] if self.optimizers else 0.0
+        # batch_size is the global batch: this is the whole job's speed, not one rank's.
         record["images_per_s"] = self._log_count * self.recipe.train.batch_size / elapsed
         record["nonfinite_total"] = self.state.nonfinite_total
         record["data_skipped"] = len(self.dataset.skipped)
         self.history.append(record)
-        self.pm.hook.translate_kit_train_log(
-            trainer=self, step=self.state.step, epoch=self.state.epoch, scalars=record
-        )
+        self._hook("translate_kit_train_log", step=self.state.step, epoch=self.state.epoch, scalars=record)
         self._reset_log_window()
         return record
 
     def _epoch_means(self) -> dict[str, float]:
         count = max(self._epoch_count, 1)
-        return {k: float(v) / count for k, v in self._epoch_sums.items()}
+        return {k: float(v) / count for k, v in self._over_ranks(self._epoch_sums).items()}
+
+    def _over_ranks(self, sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-rank sums of logged scalars averaged over the ranks (one all-reduce), so the logs
+        are means over the global batch, as one process with that batch would log them."""
+        if not self.dist.enabled or not sums:
+            return dict(sums)
+        keys = list(sums)  # the method's order, the same on every rank
+        means = self.dist.mean(torch.stack([torch.as_tensor(sums[k], device=self.device).float() for k in keys]))
+        return dict(zip(keys, means))
 
     def _warm_cache(self) -> None:
         if self.dataset.cache is None and self.dataset.on_error == "fail":
@@ -635,9 +854,10 @@ class Trainer:
             return
 
         def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_requested:
+            if self._stop_signal:
                 raise KeyboardInterrupt
-            self.stop_requested = True
+            # Only noted here; `_sync_stop` acts on it after the step, on every rank at once.
+            self._stop_signal = True
             if self.console is not None:
                 self.console.print(
                     "[yellow]Stopping after this step and saving a checkpoint (press Ctrl-C again to abort)."
@@ -667,7 +887,12 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self, epoch: int) -> None:
-        """Translate the sample images at pix2pix test time and refresh `index.html`."""
+        """Translate the sample images at pix2pix test time and refresh `index.html`.
+
+        Every rank runs the networks, rank 0 alone writes: in "paper" mode a SyncBatchNorm layer
+        takes batch statistics from all ranks, so a forward pass on rank 0 alone would wait for
+        the others forever.
+        """
         items = self.sample_items()
         samples = self.run_dir / "samples"
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -678,12 +903,15 @@ class Trainer:
                 x = to_unit_range(item["A"][None].to(self.device))
                 with self.ctx.autocast():
                     y = self.method.translate(x)
+                if not self.dist.is_main:
+                    continue
                 save_png(y[0].float(), samples / f"epoch_{epoch:04d}" / f"{item['name']}.png")
                 for key, folder in (("A", "input"), ("B", "target")):
                     path = samples / folder / f"{item['name']}.png"
                     if not path.exists():
                         save_png(item[key], path)
-        self.write_page(items)
+        if self.dist.is_main:
+            self.write_page(items)
 
     def write_page(self, items: list[dict[str, Any]] | None = None) -> Path:
         """Refresh `index.html` from the sample images on disk and `losses.jsonl`."""
@@ -702,6 +930,8 @@ class Trainer:
             "epoch": f"{self.state.epoch}/{self.total_epochs}",
             "device": str(self.device),
         }
+        if self.dist.enabled:
+            summary["device"] = f"{self.device.type}, {self.dist.world_size} processes"
         return write_run_page(
             self.run_dir, title=f"translate-kit run: {self.recipe.run.name}", summary=summary, rows=rows,
             recipe_text=self.recipe.to_toml(),
@@ -720,6 +950,17 @@ def _format_stats(record: Mapping[str, float]) -> str:
     losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss"))
     speed = record.get("images_per_s")
     return f"{losses}  {speed:.1f} img/s" if speed is not None and math.isfinite(speed) else losses
+
+
+def _to_cpu(value: Any) -> Any:
+    """`value` with every tensor in it (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _python_rng_state(state: Any) -> tuple[Any, ...]:
