@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NORMS", "Norm", "check_image_batch", "conv_bias", "fold_batchnorm", "init_weights", "make_norm"]
+__all__ = [
+    "NORMS",
+    "Norm",
+    "SmallMapConvTranspose2d",
+    "check_image_batch",
+    "conv_bias",
+    "fold_batchnorm",
+    "init_weights",
+    "make_norm",
+]
 
 Norm = Literal["batch", "instance", "none"]
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
@@ -119,3 +129,44 @@ def fold_batchnorm(module: nn.Module) -> int:
             module._modules[second] = nn.Identity()
             folded += 1
     return folded
+
+
+class SmallMapConvTranspose2d(nn.ConvTranspose2d):
+    """`nn.ConvTranspose2d` that computes small feature maps on the CPU as one matrix product.
+
+    A transposed convolution is `fold(W^T x)`: every input pixel times the weight matrix gives the
+    kernel-sized patch it adds to the output. At a U-Net's inner levels (256 -> 8x8 .. 1x1 maps of
+    512-1024 channels) the work is dominated by the 8 M-element weight, not by pixels, and
+    oneDNN's transposed convolution spends most of its time re-laying it out on every call:
+    forward + backward of the 1024 -> 512 level at 2x2 takes 81 ms through oneDNN and 29 ms as a
+    matrix product (2-core x86, fp32, batch 1; docs/benchmarks.md). Past about 256 input pixels
+    (batch x height x width) oneDNN is as fast or faster, so larger maps, other devices and
+    grouped or dilated layers take the ordinary path. The parameters, the state dict and the
+    function are those of `nn.ConvTranspose2d` (the sums run in another order: equal to float
+    rounding).
+    """
+
+    max_pixels = 256  # measured crossover; see the class docstring
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        batch, channels, height, width = x.shape if x.ndim == 4 else (0, 0, 0, 0)
+        if (
+            x.device.type != "cpu"
+            or torch.compiler.is_compiling()  # torch.compile / torch.export (ONNX) see the plain op
+            or x.ndim != 4
+            or output_size is not None
+            or self.groups != 1
+            or self.padding_mode != "zeros"
+            or batch * height * width > self.max_pixels
+        ):
+            return super().forward(x, output_size)
+        kh, kw = self.kernel_size
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        (oph, opw) = self.output_padding
+        out_h = (height - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+        out_w = (width - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+        # (C_out k k, C_in) @ (B, C_in, H W): each input pixel's output patch, then summed into place.
+        patches = self.weight.reshape(channels, -1).t() @ x.reshape(batch, channels, height * width)
+        y = F.fold(patches, (out_h, out_w), self.kernel_size, dilation=self.dilation, padding=self.padding,
+                   stride=self.stride)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)

@@ -217,13 +217,12 @@ class TrainContext:
             self.scaler_stepped = True
         else:
             loss.backward()
-            # One check, one device sync, for the loss and every gradient: the largest absolute
-            # gradient is NaN/inf if any element is (a NaN loss gives NaN gradients too). The
-            # gradients are the same on every rank after DDP's all-reduce, the losses are not, so
-            # the verdict is agreed between the ranks.
+            # One check, one device sync, for the loss and every gradient (see `_gradient_probe`).
+            # The gradients are the same on every rank after DDP's all-reduce, the losses are
+            # not, so the verdict is agreed between the ranks.
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            worst = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) if grads else loss.detach()
-            if not self.distributed.all_finite(worst + loss.detach().float()):
+            probe = _gradient_probe(grads) if grads else loss.detach()
+            if not self.distributed.all_finite(probe + loss.detach().float()):
                 # Skip rather than poison the weights; many in a row means the run has diverged.
                 return self._skip(optimizer)
             optimizer.step()
@@ -234,6 +233,20 @@ class TrainContext:
         optimizer.zero_grad(set_to_none=True)
         self.skipped_this_step = True
         return False
+
+
+def _gradient_probe(grads: list[torch.Tensor]) -> torch.Tensor:
+    """A scalar that is NaN or inf if any gradient element is (and, harmlessly, when finite ones
+    overflow it, which only a diverged run's gradients do).
+
+    A sum propagates NaN and inf (inf + -inf is NaN), so one plain reduction pass suffices: on the
+    CPU a per-tensor sum costs about a tenth of a max-abs norm (10 ms against 92 ms over the 54 M
+    gradients of unet_256, measured), 8 % of a 256-pixel batch-1 step otherwise. On CUDA the
+    multi-tensor norm kernel does the same in a launch or two.
+    """
+    if grads[0].is_cuda:
+        return torch.nn.utils.get_total_norm(grads, foreach=True)
+    return torch.stack([g.sum() for g in grads]).sum()
 
 
 class Trainer:
@@ -317,7 +330,9 @@ class Trainer:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         for group, net_names in self.method.optimizer_groups().items():
             params = [p for n in net_names for p in self.method.nets[n].parameters() if p.requires_grad]
-            fused = self.device.type == "cuda"
+            # Fused Adam (one vectorised pass per parameter) on CUDA and the CPU: at batch 1 the
+            # per-tensor loop of the default CPU Adam costs a fifth of a 256-pixel pix2pix step.
+            fused = self.device.type in ("cuda", "cpu")
             self.optimizers[group] = torch.optim.Adam(params, lr=train.lr, betas=train.betas, fused=fused or None)
         factor = linear_decay(train.epochs, train.decay_epochs)
         self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, factor) for g, o in self.optimizers.items()}
