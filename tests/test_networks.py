@@ -264,3 +264,41 @@ def test_unet_output_range_and_dropout_is_random_in_train_mode():
     net.eval()
     assert torch.equal(net(x), net(x))
     assert math.isfinite(a.sum().item())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(kernel_size=4, stride=2, padding=1),
+        dict(kernel_size=3, stride=2, padding=1, output_padding=1),
+        dict(kernel_size=3, stride=1, padding=1, dilation=2, bias=False),
+        dict(kernel_size=(4, 2), stride=(2, 1), padding=(1, 0)),
+    ],
+)
+def test_small_map_transposed_convolution_is_the_same_function_with_the_same_gradients(options):
+    from translate_kit.layers import SmallMapConvTranspose2d
+
+    torch.manual_seed(0)
+    fast = SmallMapConvTranspose2d(6, 5, **options)
+    plain = torch.nn.ConvTranspose2d(6, 5, **options)
+    plain.load_state_dict(fast.state_dict())  # the same parameters and state-dict keys
+    x = torch.randn(2, 6, 3, 4, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_()
+    y, y_plain = fast(x), plain(x_plain)
+    torch.testing.assert_close(y, y_plain, atol=1e-6, rtol=1e-5)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_plain.backward(grad)
+    torch.testing.assert_close(x.grad, x_plain.grad, atol=1e-5, rtol=1e-5)
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, dict(plain.named_parameters())[name].grad, atol=1e-5, rtol=1e-5)
+
+
+def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monkeypatch):
+    from translate_kit.layers import SmallMapConvTranspose2d
+
+    conv = SmallMapConvTranspose2d(2, 2, 4, stride=2, padding=1)
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: calls.append(1) or torch.nn.functional.unfold)
+    conv(torch.randn(1, 2, 17, 16))  # 272 pixels > max_pixels: the library's kernel, no fold
+    assert not calls
