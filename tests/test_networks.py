@@ -299,6 +299,10 @@ def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monke
 
     conv = SmallMapConvTranspose2d(2, 2, 4, stride=2, padding=1)
     calls = []
-    monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: calls.append(1) or torch.nn.functional.unfold)
-    conv(torch.randn(1, 2, 17, 16))  # 272 pixels > max_pixels: the library's kernel, no fold
+    real_fold = torch.nn.functional.fold
+    monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: calls.append(1) or real_fold(*a, **k))
+    conv(torch.randn(1, 2, 16, 16))  # 256 pixels per map > max_map_pixels: the library's kernel
+    conv(torch.randn(5, 2, 8, 8))  # 320 pixels over the batch > max_pixels
     assert not calls
+    conv(torch.randn(4, 2, 8, 8))
+    assert calls

@@ -458,3 +458,14 @@ def test_eval_mode_runs_a_batchnorm_folded_copy_that_follows_the_weights(run, re
     with torch.inference_mode():
         torch.testing.assert_close(translator._forward(x), reference(), atol=1e-5, rtol=1e-4)
     assert any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())  # the original is untouched
+
+
+def test_compiled_translation_equals_the_eager_one_in_both_modes(run, registry):
+    image = facade_labels(40, 70)
+    for mode in ("eval", "paper"):  # the tiny U-Net has no dropout: paper mode is deterministic too
+        eager = Translator.from_checkpoint(run, device="cpu", registry=registry, mode=mode)
+        compiled = Translator.from_checkpoint(run, device="cpu", registry=registry, mode=mode, compile=True)
+        expected, got = eager(image), compiled(image)
+        assert (got.int() - expected.int()).abs().max() <= 1, mode  # float rounding may move a level
+        runner = compiled._runner()
+        assert type(runner.nets["G"]).__name__ == "OptimizedModule" and runner is not compiled.method

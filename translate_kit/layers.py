@@ -139,14 +139,16 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
     512-1024 channels) the work is dominated by the 8 M-element weight, not by pixels, and
     oneDNN's transposed convolution spends most of its time re-laying it out on every call:
     forward + backward of the 1024 -> 512 level at 2x2 takes 81 ms through oneDNN and 29 ms as a
-    matrix product (2-core x86, fp32, batch 1; docs/benchmarks.md). Past about 256 input pixels
-    (batch x height x width) oneDNN is as fast or faster, so larger maps, other devices and
-    grouped or dilated layers take the ordinary path. The parameters, the state dict and the
+    matrix product (2-core x86, fp32, batch 1; docs/benchmarks.md). From 16x16 maps, or 256
+    pixels over the whole batch, oneDNN is as fast or faster (forward alone at 16x16: 18 ms
+    against 25), so larger maps, other devices and grouped layers take the ordinary path. The parameters, the state dict and the
     function are those of `nn.ConvTranspose2d` (the sums run in another order: equal to float
     rounding).
     """
 
-    max_pixels = 256  # measured crossover; see the class docstring
+    # Measured crossovers (see the class docstring): pixels per map, and over the whole batch.
+    max_map_pixels = 64
+    max_pixels = 256
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         batch, channels, height, width = x.shape if x.ndim == 4 else (0, 0, 0, 0)
@@ -157,6 +159,7 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
             or output_size is not None
             or self.groups != 1
             or self.padding_mode != "zeros"
+            or height * width > self.max_map_pixels
             or batch * height * width > self.max_pixels
         ):
             return super().forward(x, output_size)

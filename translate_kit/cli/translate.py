@@ -56,6 +56,11 @@ def translate(
                      "model's size multiple, e.g. 256 or 512 for a U-Net 256), blended where they overlap."),
     ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Minimum overlap of neighbouring tiles, in pixels.")] = 64,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile", help="Compile the generator (torch.compile with freezing): a wait for each new "
+                     "image size, then faster translation. Worth it for many images."),
+    ] = False,
 ) -> None:
     """Translate images of any size with a trained model; outputs keep each input's size."""
     from translate_kit.inference import Translator, expand_inputs, translate_files
@@ -65,7 +70,7 @@ def translate(
     files = expand_inputs(inputs)  # before loading the model: a typo fails at once
     translator = Translator.from_checkpoint(
         checkpoint, device=device, mode=mode.value, registry=state.registry,
-        seed=seed, batch_size=batch_size, tile=tile, overlap=overlap,
+        seed=seed, batch_size=batch_size, tile=tile, overlap=overlap, compile=compile,
     )
     console.print(
         f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}) on "
