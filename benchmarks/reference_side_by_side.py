@@ -270,13 +270,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"generator inference, batch {b}")
             x = synthetic_batch(trainer, b, seed=1)["A"]
             fns = {}
-            for mode in ("eval", "paper"):
-                fns[f"ours_{mode}"] = with_cudnn_benchmark(
-                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast))
+            variants = [(mode, False) for mode in ("eval", "paper")]
+            if args.compile:  # ours also as `tkit translate --compile` runs it, against the same reference
+                variants += [(mode, True) for mode in ("eval", "paper")]
+            for mode, compiled in variants:
+                what = f"infer_{mode}" + ("_compiled" if compiled else "")
+                fns[f"ours_{what}"] = with_cudnn_benchmark(
+                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled))
                 fns[f"reference_{mode}"] = with_cudnn_benchmark(True, reference_inference(model, x.contiguous(), mode))
             t = time_windows(fns, sync=sync, **timing)
-            for mode in ("eval", "paper"):
-                rows.append({"what": f"infer_{mode}", "batch_size": b, "ours": summary(t[f"ours_{mode}"].rates(b)),
+            for mode, compiled in variants:
+                what = f"infer_{mode}" + ("_compiled" if compiled else "")
+                rows.append({"what": what, "batch_size": b, "ours": summary(t[f"ours_{what}"].rates(b)),
                              "reference": summary(t[f"reference_{mode}"].rates(b))})
         torch.backends.cudnn.benchmark = ours_cudnn
         device_name, threads = str(device), torch.get_num_threads()
@@ -316,7 +321,7 @@ def render(result: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    labels = {"train_step": "train step", "infer_eval": "infer eval", "infer_paper": "infer paper"}
+    from translate_kit.bench import LABELS as labels
     threads = f"{result['threads']} thread{'s' * (result['threads'] != 1)}"
     table = Table(title=f"translate-kit vs reference pix2pix on {result['device']} ({threads}), fp32, 256 px",
                   caption="images/s: median (min–max) over windows")
@@ -362,6 +367,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra override of translate-kit's recipe, e.g. train.memory_format=contiguous")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-RSS probes")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours compiled as `tkit translate --compile` runs it (the reference stays eager)")
     parser.add_argument("--probe-steps", type=int, default=2, help="training steps of each memory probe")
     parser.add_argument("--quick", action="store_true", help="a smoke run: batch 1, 2 windows of one call")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")

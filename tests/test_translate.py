@@ -468,4 +468,4 @@ def test_compiled_translation_equals_the_eager_one_in_both_modes(run, registry):
         expected, got = eager(image), compiled(image)
         assert (got.int() - expected.int()).abs().max() <= 1, mode  # float rounding may move a level
         runner = compiled._runner()
-        assert type(runner.nets["G"]).__name__ == "OptimizedModule" and runner is not compiled.method
+        assert type(runner.nets["G"].compiled).__name__ == "OptimizedModule" and runner is not compiled.method

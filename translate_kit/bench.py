@@ -92,6 +92,8 @@ LABELS = {  # short names of the figures, for tables
     "train_loop": "train+data",
     "infer_eval": "infer eval",
     "infer_paper": "infer paper",
+    "infer_eval_compiled": "infer eval, compiled",
+    "infer_paper_compiled": "infer paper, compiled",
 }
 
 
@@ -464,21 +466,27 @@ def inference_fn(
     x: torch.Tensor,
     mode: Mode,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    compile: bool = False,
 ) -> Callable[[], None]:
     """One `method.translate(x)` per call, in test-time `mode`, under `torch.inference_mode`, as
-    `Translator` runs it: eval mode on a batch-norm-folded copy (`inference.eval_copy`).
+    `Translator` runs it: eval mode on a batch-norm-folded copy (`inference.eval_copy`); with
+    `compile`, through `torch.compile` with freezing (`inference.compiled_nets`, what
+    `Translator(compile=True)` runs; the first call compiles).
 
     Paper mode normalises with the statistics of the batch it is given: at batch > 1 that is the
     whole batch (the network's cost is the same as per image; `Translator` runs one image at a
     time in paper mode, so its images do not mix).
     """
-    if mode == "eval":
-        from translate_kit.inference import eval_copy
+    from translate_kit.inference import compiled_nets, eval_copy
 
-        method = eval_copy(method)
+    modes = method  # test_time switches the original modules, which compiled wrappers hold
+    if mode == "eval":
+        method = modes = eval_copy(method)
+    if compile:
+        method = compiled_nets(method)
 
     def run() -> None:
-        with torch.inference_mode(), test_time(method, mode), autocast():
+        with torch.inference_mode(), test_time(modes, mode), autocast():
             method.translate(x)
 
     return run
@@ -582,6 +590,7 @@ def run_bench(
     flops: bool = True,
     matmul_size: int | None = None,
     plugins_dir: Path | None = None,
+    compile_inference: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Benchmark a recipe; see the module docstring for what is measured and how.
@@ -607,6 +616,8 @@ def run_bench(
         flops: count FLOPs per image (and so the matmul fractions).
         matmul_size: side of the reference matmul (default: 2048 on CPU, 8192 on GPU).
         plugins_dir: the `--plugins-dir` the memory probes must load too.
+        compile_inference: also time inference through `torch.compile` with freezing, as
+            `tkit translate --compile` runs it (the compilation happens in the warm-up).
         log: called with a line of progress before each stage.
 
     Returns:
@@ -687,11 +698,13 @@ def run_bench(
                 throughput.append(Throughput.from_timing("train_loop", loop_batch, timing["loop"], train_flops, matmul))
         for b in infer_batch_sizes:
             x = synthetic_batch(trainer, b, seed=1)["A"]
-            for mode in ("eval", "paper"):
-                say(f"inference, {mode} mode, batch {b}")
-                fn = inference_fn(method, x, mode, trainer.ctx.autocast)
-                timing = time_windows({mode: fn}, **timing_options)
-                throughput.append(Throughput.from_timing(f"infer_{mode}", b, timing[mode], infer_flops, matmul))
+            for compiled in (False, True) if compile_inference else (False,):
+                for mode in ("eval", "paper"):
+                    what = f"infer_{mode}" + ("_compiled" if compiled else "")
+                    say(f"inference, {mode} mode, batch {b}" + (" (compiled)" if compiled else ""))
+                    fn = inference_fn(method, x, mode, trainer.ctx.autocast, compile=compiled)
+                    timing = time_windows({mode: fn}, **timing_options)
+                    throughput.append(Throughput.from_timing(what, b, timing[mode], infer_flops, matmul))
 
         result = BenchResult(
             recipe=recipe.source,

@@ -118,6 +118,10 @@ def bench(
     ] = False,
     loop: Annotated[bool, typer.Option(help="Time the training loop with data loading.")] = True,
     memory: Annotated[bool, typer.Option(help="Measure peak memory in a fresh process per batch size.")] = True,
+    compile_inference: Annotated[
+        bool, typer.Option("--compile-inference", help="Also time inference compiled as `tkit translate --compile` "
+                           "runs it (torch.compile with freezing; compiling takes seconds to a minute).")
+    ] = False,
     quick: Annotated[
         bool, typer.Option("--quick", help="A smoke run of a few seconds: batch 1, 2 windows of one call, 1 warm-up.")
     ] = False,
@@ -158,6 +162,7 @@ def bench(
         loop=loop,
         synthetic_data=synthetic_data,
         memory=memory,
+        compile_inference=compile_inference,
         plugins_dir=state.plugins_dir,
         log=None if quiet else (lambda line: status.print(f"[dim]… {line}[/]")),
     )
