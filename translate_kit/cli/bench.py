@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from translate_kit.cli.common import cli_command, find_recipe, session
 
@@ -38,6 +37,8 @@ def _gib(value: int) -> str:
 
 def render(result: BenchResult, console: Console) -> None:
     """Print `result` as a compact table, then memory, what was skipped and the notes."""
+    from rich.table import Table
+
     from translate_kit.bench import LABELS
 
     matmul = result.matmul

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from translate_kit.cli.common import cli_command, session
 from translate_kit.cli.translate import Mode
@@ -82,6 +81,8 @@ def eval_command(
         report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
                           checkpoint=str(checkpoint), segmenter=seg,
                           on_batch=lambda done: progress.update(task, completed=done))
+
+    from rich.table import Table
 
     table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode.value} mode")
     for key in report.pixel:

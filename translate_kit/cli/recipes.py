@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.syntax import Syntax
-from rich.table import Table
 
 from translate_kit.cli.common import cli_command, error_console, find_recipe, recipe_dirs, session
 
@@ -35,6 +33,8 @@ def _name(raw: dict, table: str, missing: str) -> str:
 @cli_command
 def list_recipes(ctx: typer.Context) -> None:
     """List recipes from ./recipes, translate-kit itself, and plugins."""
+    from rich.table import Table  # here, not at import: `tkit --help` stays fast
+
     pm = session(ctx).pm
     table = Table(title="recipes")
     # Names, methods and generators are what users type: never fold them; the description (with
@@ -76,6 +76,8 @@ def show_recipe(
         text = path.read_text(encoding="utf-8")
     console = Console()
     if console.is_terminal:
+        from rich.syntax import Syntax  # pygments: imported only when highlighting
+
         error_console().print(f"[dim]{path}[/]")
         console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
     else:  # piped: the exact text, so `tkit recipes show x > mine.toml` gives a recipe
