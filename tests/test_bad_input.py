@@ -29,7 +29,8 @@ def app():
 
 
 def invoke(app, *args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    # Wide enough that rich never breaks a long temporary path inside a word.
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "2000"})
     assert "Traceback" not in result.output
     if result.exit_code not in (0, 1):
         raise AssertionError(f"exit {result.exit_code}: {result.output}") from result.exception
