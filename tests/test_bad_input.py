@@ -69,7 +69,7 @@ def test_unreadable_image_fails_naming_it_or_is_skipped_and_listed(app, data, tm
 
     code, output = train(app, data, tmp_path / "runs", "data.on_error=skip", "run.name=skipping")
     assert code == 0, output
-    assert "Skipped 1 unreadable item(s)" in output and name in output
+    assert "Skipped 1 unusable item(s)" in output and name in output
     run = tmp_path / "runs" / "skipping"
     listed = (run / "skipped_inputs.txt").read_text().splitlines()
     assert len(listed) == 1 and listed[0].startswith(str(data / "train" / name)) and message in listed[0]
@@ -127,7 +127,7 @@ def test_paired_folders_with_missing_partners(app, tmp_path):
     code, output = train(app, root, tmp_path / "runs", "data.dataset=paired")
     assert code == 1 and "2 file(s)" in output and "no partner" in output and 'data.on_error = "skip"' in output
     code, output = train(app, root, tmp_path / "runs", "data.dataset=paired", "data.on_error=skip", "run.name=p")
-    assert code == 0 and "Skipped 2 unreadable item(s)" in output, output
+    assert code == 0 and "Skipped 2 unusable item(s)" in output, output
     listed = (tmp_path / "runs" / "p" / "skipped_inputs.txt").read_text()
     assert "3.jpg" in listed and "4.jpg" in listed
 

@@ -168,3 +168,18 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_facades, tmp_pat
     assert "tkit train --resume" in output and "Traceback" not in output
     checkpoint = newest_checkpoint(tmp_path / "runs" / "term" / "checkpoints")
     assert checkpoint is not None and checkpoint[1]["state"]["step"] > 0
+
+
+def test_pruning_after_a_fallback_keeps_the_new_checkpoint_and_sets_the_unreadable_one_aside(tmp_path):
+    from translate_kit.train.checkpoint import FORMAT, atomic_save
+
+    good, corrupt = tmp_path / "step_000001000.pt", tmp_path / "step_000002000.pt"
+    atomic_save({"format": FORMAT, "version": 1, "step": 1000}, good)
+    corrupt.write_bytes(b"damaged")
+    path, _ = newest_checkpoint(tmp_path)
+    assert path == good  # the resume falls back ...
+    new = tmp_path / "step_000001500.pt"
+    atomic_save({"format": FORMAT, "version": 1, "step": 1500}, new)  # ... and writes its next checkpoint
+    prune_checkpoints(tmp_path, keep=1, newest=new)
+    assert checkpoint_paths(tmp_path) == [new]
+    assert (tmp_path / "step_000002000.pt.unreadable").read_bytes() == b"damaged"  # kept for inspection

@@ -37,7 +37,7 @@ def images(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
 
 def test_safetensors_export_holds_only_the_generator_and_translates_identically(run, registry, tmp_path):
     written = export_model(run, tmp_path / "m.safetensors", registry=registry)
-    assert [p.name for p in written] == ["m.safetensors", "m.json"]
+    assert [p.name for p in written] == ["m.safetensors", "m.safetensors.json"]
     description = json.loads(written[1].read_text())
     assert description["format"] == EXPORT_FORMAT and description["nets"] == ["G"]
     assert description["input"]["channels"] == 3 and description["input"]["size_multiple"] == 32
@@ -116,3 +116,24 @@ def test_onnx_export_matches_pytorch_with_dynamic_sizes(run, registry, tmp_path)
         torch.testing.assert_close(torch.from_numpy(y), expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(CheckpointError, match="onnx export"):
         Translator.from_checkpoint(written[1], device="cpu", registry=registry)
+
+
+def test_both_formats_side_by_side_and_a_static_graph(run, registry, tmp_path):
+    pytest.importorskip("onnxscript", reason="ONNX export needs the optional extra translate-kit[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="checking the graph needs onnxruntime (translate-kit[onnx])")
+    safetensors = export_model(run, tmp_path / "model.safetensors", registry=registry)
+    onnx = export_model(run, tmp_path / "model.onnx", fmt="onnx", registry=registry, dynamic=False, example_size=32)
+    assert safetensors[1] != onnx[1]  # each format keeps its own description
+    assert Translator.from_checkpoint(tmp_path, device="cpu", registry=registry).step is not None  # the folder
+    shape = json.loads(onnx[1].read_text())["input"]["shape"]
+    assert shape == [1, 3, 32, 32]
+    session = ort.InferenceSession(str(onnx[0]), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"images": torch.zeros(shape).numpy()})
+    assert list(y.shape) == shape
+
+
+def test_an_unwritable_output_is_a_clear_error(run, registry, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match="Cannot write"):
+        export_model(run, blocker / "m.safetensors", registry=registry)

@@ -306,3 +306,16 @@ def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monke
     assert not calls
     conv(torch.randn(4, 2, 8, 8))
     assert calls
+
+
+def test_small_map_transposed_convolution_keeps_the_autocast_dtype():
+    from translate_kit.layers import SmallMapConvTranspose2d
+
+    fast = SmallMapConvTranspose2d(4, 3, 4, stride=2, padding=1)
+    plain = torch.nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(1, 4, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, expected = fast(x), plain(x)
+    assert y.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected.float(), atol=0.05, rtol=0.05)

@@ -469,3 +469,10 @@ def test_compiled_translation_equals_the_eager_one_in_both_modes(run, registry):
         assert (got.int() - expected.int()).abs().max() <= 1, mode  # float rounding may move a level
         runner = compiled._runner()
         assert type(runner.nets["G"].compiled).__name__ == "OptimizedModule" and runner is not compiled.method
+
+
+def test_a_translator_built_under_inference_mode_translates(run, registry):
+    with torch.inference_mode():
+        translator = Translator.from_checkpoint(run, device="cpu", registry=registry)
+        out = translator(facade_labels(32, 40))
+    assert out.shape == (3, 32, 40)

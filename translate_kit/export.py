@@ -5,12 +5,13 @@ too), optimiser states, random states. Deployment needs only the networks `trans
 method's `inference_nets`) and the recipe that rebuilds them:
 
 - `format="safetensors"` writes `NAME.safetensors` (tensors only, no pickle; keys `"<net>.<key>"`)
-  and beside it `NAME.json` (format marker, resolved recipe, network names, step). `tkit translate`
-  and `Translator.from_checkpoint` accept either file, or the folder holding `model.json`.
+  and beside it `NAME.safetensors.json` (format marker, resolved recipe, network names, step).
+  `tkit translate` and `Translator.from_checkpoint` accept either file, or the folder holding
+  `model.safetensors` and its JSON.
 - `format="onnx"` writes `NAME.onnx`, the eval-mode translation (dropout off, batch norm with its
   running statistics) of float32 `(B, C_in, H, W)` images in [-1, 1] to `(B, C_out, H, W)` in
   [-1, 1], with dynamic batch, height and width (multiples of the generator's `size_multiple`), and
-  the same `NAME.json` beside it so a deployment knows channels, value range and size multiple.
+  `NAME.onnx.json` beside it so a deployment knows channels, value range and size multiple.
   pix2pix's paper-mode test time (dropout on, per-image batch statistics) is not exported: an ONNX
   graph is a fixed function.
 
@@ -19,6 +20,7 @@ method's `inference_nets`) and the recipe that rebuilds them:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +64,12 @@ def _describe(translator: Any, fmt: str, source: Path) -> dict[str, Any]:
     }
 
 
+def description_path(weights: Path) -> Path:
+    """The JSON beside an export: `model.safetensors` -> `model.safetensors.json` (one per format,
+    so a safetensors and an ONNX export of the same name do not overwrite each other's)."""
+    return weights.with_name(weights.name + ".json")
+
+
 def _write_json(description: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -83,7 +91,7 @@ def export_model(
     Args:
         checkpoint: a training checkpoint, a run folder, or an earlier export.
         output: the weights file to write (`.safetensors` or `.onnx`); the JSON description goes
-            beside it with the suffix `.json`.
+            beside it, named `<output>.json` (`description_path`).
         fmt: "safetensors" or "onnx".
         registry: the components to rebuild the networks from (default: installed plugins).
         opset: ONNX opset (default: the exporter's).
@@ -106,16 +114,25 @@ def export_model(
     expected = ".safetensors" if fmt == "safetensors" else ".onnx"
     if output.suffix != expected:
         raise ExportError(f"Output {output} should end in {expected} for --format {fmt}.")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "safetensors":
-        _save_safetensors(translator.method, output)
-    elif fmt == "onnx":
-        _save_onnx(translator, output, opset=opset, dynamic=dynamic, example_size=example_size)
-    else:
+    if fmt not in ("safetensors", "onnx"):
         raise ExportError(f"Unknown export format {fmt!r}; use safetensors or onnx.")
-    description = output.with_suffix(".json")
-    _write_json(_describe(translator, fmt, translator.checkpoint or Path(checkpoint)), description)
-    return [output, description]
+    description = _describe(translator, fmt, translator.checkpoint or Path(checkpoint))
+    written = [output, description_path(output)]
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "safetensors":
+            _save_safetensors(translator.method, output)
+        else:
+            shape = _save_onnx(translator, output, opset=opset, dynamic=dynamic, example_size=example_size)
+            if shape is not None:
+                description["input"]["shape"] = shape  # a static graph takes this shape only
+        _write_json(description, written[1])
+    except OSError as exc:
+        for path in written:
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
+        raise ExportError(f"Cannot write {output}: {exc.strerror or exc}. Choose another --output.") from None
+    return written
 
 
 def _save_safetensors(method: nn.Module, output: Path) -> None:
@@ -141,7 +158,10 @@ class _EvalTranslation(nn.Module):
         return self.method.translate(images)
 
 
-def _save_onnx(translator: Any, output: Path, *, opset: int | None, dynamic: bool, example_size: int | None) -> None:
+def _save_onnx(
+    translator: Any, output: Path, *, opset: int | None, dynamic: bool, example_size: int | None
+) -> list[int] | None:
+    """Trace and write the graph; return the fixed input shape of a static export (None: dynamic)."""
     try:
         import onnx  # noqa: F401  (the exporter needs both; fail here with our message, not deep inside)
         import onnxscript  # noqa: F401
@@ -153,9 +173,11 @@ def _save_onnx(translator: Any, output: Path, *, opset: int | None, dynamic: boo
     multiple, channels = translator.size_multiple, translator.in_channels
     side = example_size or translator.recipe.data.crop_size
     side = -(-max(side, translator.min_size, 1) // multiple) * multiple
-    # Batch 2 and two multiples: torch.export specialises dimensions of size 1 to constants.
-    side = max(side, 2 * multiple)
-    example = torch.zeros(2, channels, side, side)
+    batch = 1
+    if dynamic:
+        # Batch 2 and two multiples: torch.export specialises dimensions of size 1 to constants.
+        side, batch = max(side, 2 * multiple), 2
+    example = torch.zeros(batch, channels, side, side)
     module = _EvalTranslation(translator.method).eval()
     shapes = None
     if dynamic:
@@ -179,20 +201,21 @@ def _save_onnx(translator: Any, output: Path, *, opset: int | None, dynamic: boo
                 opset_version=opset,
                 verbose=False,
             )
-        program.save(str(tmp))
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model and the way out
-        tmp.unlink(missing_ok=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = " Try --static to export a fixed input size." if dynamic else ""
         raise ExportError(f"The ONNX exporter could not trace this model ({type(exc).__name__}: {first}).{hint}") from None
+    program.save(str(tmp))  # disk errors surface as OSError: export_model reports them as such
     tmp.replace(output)
+    return None if dynamic else list(example.shape)
 
 
 def is_export(path: Path) -> bool:
-    """Whether `path` names an export: its `.safetensors` or `.json` file, or a folder with model.json."""
+    """Whether `path` names an export: its `.safetensors` or `.json` file, or a folder holding
+    `model.safetensors.json` (what `tkit export` writes by default)."""
     path = Path(path)
     if path.is_dir():
-        return (path / "model.json").is_file()
+        return (path / "model.safetensors.json").is_file()
     return path.suffix in (".safetensors", ".json")
 
 
@@ -205,28 +228,31 @@ def load_export(path: Path) -> tuple[Path, dict[str, Any]]:
             not load.
     """
     path = Path(path)
-    description_path = path / "model.json" if path.is_dir() else path.with_suffix(".json")
-    if not description_path.is_file():
+    if path.is_dir():
+        path = path / "model.safetensors"
+    json_path = path if path.suffix == ".json" else description_path(path)
+    if not json_path.is_file():
         raise CheckpointError(
-            f"{path} looks like an export, but its description {description_path} is missing; `tkit export` writes "
+            f"{path} looks like an export, but its description {json_path} is missing; `tkit export` writes "
             "both files side by side. Export again, or pass a training checkpoint."
         )
     try:
-        description = json.loads(description_path.read_text(encoding="utf-8"))
+        description = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Cannot read the export description {description_path}: {exc}.") from None
+        raise CheckpointError(f"Cannot read the export description {json_path}: {exc}.") from None
     if not isinstance(description, dict) or description.get("format") != EXPORT_FORMAT:
         raise CheckpointError(
-            f"{description_path} is not a translate-kit export description (no '{EXPORT_FORMAT}' marker)."
+            f"{json_path} is not a translate-kit export description (no '{EXPORT_FORMAT}' marker)."
         )
-    if description.get("version", 0) > EXPORT_VERSION:
-        raise CheckpointError(f"{description_path} was written by a newer translate-kit; upgrade.")
+    version = description.get("version", 0)
+    if not isinstance(version, int) or version > EXPORT_VERSION:
+        raise CheckpointError(f"{json_path} was written by a newer translate-kit; upgrade.")
     if description.get("weights_format") != "safetensors":
         raise CheckpointError(
-            f"{description_path} describes an {description.get('weights_format')} export; translate-kit translates "
+            f"{json_path} describes an {description.get('weights_format')} export; translate-kit translates "
             "with training checkpoints or safetensors exports (run the ONNX file with onnxruntime)."
         )
-    weights = description_path.with_suffix(".safetensors")
+    weights = json_path.with_suffix("")  # model.safetensors.json -> model.safetensors
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

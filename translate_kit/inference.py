@@ -528,7 +528,11 @@ class Translator:
             return self.method
         names = self.method.inference_nets
         key = tuple(
-            (id(t), t._version) for n in names for t in (*self.method.nets[n].parameters(), *self.method.nets[n].buffers())
+            # Inference tensors (a model built under torch.inference_mode) keep no version counter
+            # and cannot be changed in place either: their identity is enough.
+            (id(t), 0 if t.is_inference() else t._version)
+            for n in names
+            for t in (*self.method.nets[n].parameters(), *self.method.nets[n].buffers())
         )
         if self._folded is None or self._folded[0] != key:
             runner = eval_copy(self.method) if self.mode == "eval" else self.method

@@ -123,6 +123,7 @@ def fold_batchnorm(module: nn.Module) -> int:
             and norm.track_running_stats
             and norm.running_mean is not None
             and not (conv.training or norm.training)
+            and not (isinstance(conv, nn.ConvTranspose2d) and conv.groups != 1)  # torch cannot fuse these
         ):
             transpose = isinstance(conv, nn.ConvTranspose2d)
             module._modules[first] = fuse_conv_bn_eval(conv, norm, transpose=transpose)
@@ -172,4 +173,6 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
         patches = self.weight.reshape(channels, -1).t() @ x.reshape(batch, channels, height * width)
         y = F.fold(patches, (out_h, out_w), self.kernel_size, dilation=self.dilation, padding=self.padding,
                    stride=self.stride)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        # The bias in the output's dtype: under bf16 autocast the product is bf16, as the library's
+        # transposed convolution returns it, and a float32 bias must not promote it.
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)

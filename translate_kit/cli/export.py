@@ -34,7 +34,7 @@ def export(
     ] = ExportFormat.safetensors,
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="The file to write (.safetensors or .onnx); a .json description goes "
+        typer.Option("--output", "-o", help="The file to write (.safetensors or .onnx); a description FILE.json goes "
                      "beside it. Default: RUN/export/model.<format>.", show_default=False),
     ] = None,
     static: Annotated[
@@ -52,7 +52,9 @@ def export(
     from translate_kit.export import export_model
 
     if output is None:
-        run = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
+        # A run folder, or RUN/checkpoints/step_*.pt: RUN/export/. A loose file: export/ beside it.
+        folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        run = folder.parent if folder.name == "checkpoints" else folder
         output = run / "export" / f"model.{fmt.value}"
     written = export_model(
         checkpoint, output, fmt=fmt.value, registry=session(ctx).registry, opset=opset, dynamic=not static,

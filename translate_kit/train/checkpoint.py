@@ -102,11 +102,22 @@ def newest_checkpoint(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def prune_checkpoints(folder: Path, keep: int) -> None:
+def prune_checkpoints(folder: Path, keep: int, newest: Path | None = None) -> None:
     """Delete all but the `keep` newest checkpoints in `folder`, and temporary files that a write
     killed before its rename left behind (only one process writes a run's checkpoints, and it
-    calls this after its own write has completed)."""
-    for path in checkpoint_paths(folder)[:-keep] if keep > 0 else []:
+    calls this after its own write has completed).
+
+    `newest` is the checkpoint just written. Files with more steps than it can only be ones that
+    did not load when the run resumed (it resumes from the newest that loads): they are renamed
+    to `*.pt.unreadable`, kept for inspection but never taken for a checkpoint again, so that
+    they cannot push the good ones out of the `keep` newest.
+    """
+    paths = checkpoint_paths(folder)
+    if newest is not None and Path(newest) in paths:
+        for stale in paths[paths.index(Path(newest)) + 1 :]:
+            stale.replace(stale.with_name(stale.name + ".unreadable"))
+        paths = paths[: paths.index(Path(newest)) + 1]
+    for path in paths[:-keep] if keep > 0 else []:
         path.unlink(missing_ok=True)
     for stale in Path(folder).glob(".step_*.pt.*.tmp"):
         stale.unlink(missing_ok=True)

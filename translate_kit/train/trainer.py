@@ -362,6 +362,12 @@ class Trainer:
         # data order, so it must be known before the sampler is made.
         self._warm_cache()
         self._report_skipped()
+        if not self.dist.same_everywhere(len(self.dataset)):
+            raise DataError(
+                f"The {self.dist.world_size} processes found different numbers of usable images (rank "
+                f"{self.dist.rank}: {len(self.dataset)}): an image that failed to read on one machine only, or "
+                "data folders that differ between machines. Every process must see the same files."
+            )
         if len(self.dataset) < train.batch_size:
             raise DataError(
                 f"The dataset has {len(self.dataset)} image(s), fewer than train.batch_size = {train.batch_size}; "
@@ -434,9 +440,12 @@ class Trainer:
         tmp = self.run_dir / ".recipe.toml.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.run_dir / "recipe.toml")  # on resume, --set overrides are recorded too
+        listed = self.run_dir / "skipped_inputs.txt"
         if self.dataset.skipped:
             lines = "".join(f"{name}\t{reason}\n" for name, reason in self.dataset.skipped)
-            (self.run_dir / "skipped_inputs.txt").write_text(lines, encoding="utf-8")
+            listed.write_text(lines, encoding="utf-8")
+        else:  # a resumed run whose data is whole again
+            listed.unlink(missing_ok=True)
 
     def _check_sizes(self) -> None:
         """Networks may declare `size_multiple` and `min_size`; check the crop against both now,
@@ -573,6 +582,7 @@ class Trainer:
                 "nonfinite_total": self.state.nonfinite_total,
                 "nonfinite_in_row": self.state.nonfinite_in_row,
                 "world_size": self.dist.world_size,
+                "dataset_size": len(self.dataset),
             },
             "rng": self._rng_state(),
         }
@@ -600,7 +610,7 @@ class Trainer:
                 state["ranks"] = {rank: own for rank, own in enumerate(others) if rank}
                 state["replica_fingerprints"] = fingerprints
             atomic_save(state, path)
-            prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints)
+            prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints, newest=path)
             self._hook("translate_kit_checkpoint_saved", path=path, step=self.state.step)
         self.dist.barrier()
         if fingerprints is not None:
@@ -654,6 +664,14 @@ class Trainer:
         self.state.epoch, self.state.epoch_step, self.state.step = state["epoch"], state["epoch_step"], state["step"]
         self.state.nonfinite_total = state.get("nonfinite_total", 0)
         self.state.nonfinite_in_row = state.get("nonfinite_in_row", 0)
+        saved_size = state.get("dataset_size")
+        if saved_size is not None and saved_size != len(self.dataset) and self.console is not None:
+            # Allowed (images added or repaired), but the epoch's order is no longer the one the
+            # interrupted run would have seen.
+            self.console.print(
+                f"[yellow]The dataset has {len(self.dataset)} usable images; the checkpoint was written with "
+                f"{saved_size}. Training continues, but not in the order the interrupted run would have taken."
+            )
         if not self.dist.same_everywhere(self.state.step):
             raise CheckpointError(
                 f"The {self.dist.world_size} processes resumed from checkpoints of different steps. Every process "
@@ -846,7 +864,8 @@ class Trainer:
             self.dataset.warm(threads=max(1, torch.get_num_threads()), on_item=lambda: progress.advance(task))
 
     def _report_skipped(self) -> None:
-        """Say what `data.on_error = "skip"` dropped; `_write_run_dir` also lists it in the run folder."""
+        """Say what was left out (`data.on_error = "skip"`: unreadable images, files without a
+        partner); `_write_run_dir` also lists it in the run folder."""
         skipped = self.dataset.skipped
         if skipped and self.console is not None:
             from rich.markup import escape
@@ -854,7 +873,7 @@ class Trainer:
             shown = "".join(f"\n  {escape(name)}: {escape(reason)}" for name, reason in skipped[:5])
             more = f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             self.console.print(
-                f"[yellow]Skipped {len(skipped)} unreadable item(s) (data.on_error = \"skip\"); "
+                f"[yellow]Skipped {len(skipped)} unusable item(s) (data.on_error = \"skip\"); "
                 f"{len(self.dataset)} remain. The list is in skipped_inputs.txt of the run folder.{shown}{more}"
             )
 
