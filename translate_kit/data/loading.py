@@ -40,12 +40,12 @@ class PreparedDataset(Dataset):
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
         on_error: what an item that cannot be read does (`data.on_error`): "fail" raises its
-            `DataError` when it is first read; "skip" drops it when `scan` finds it, recording
-            why in `skipped`. Skipping needs every item read once before training (`scan`), so
+            `DataError` when it is first read; "skip" drops it when `warm` finds it, recording
+            why in `skipped`. Skipping needs every item read once before training (`warm`), so
             the set of items, and so the data order, is fixed before the first step.
 
     Attributes:
-        skipped: `(name, reason)` of every item `scan` dropped, including those the dataset
+        skipped: `(name, reason)` of every item `warm` dropped, including those the dataset
             component dropped itself (its own `skipped` attribute, e.g. files without a partner).
     """
 
