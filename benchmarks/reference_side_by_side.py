@@ -157,11 +157,24 @@ def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], 
     return run
 
 
-def with_cudnn_benchmark(flag: bool, fn: Callable[[], None]) -> Callable[[], None]:
-    """`fn` with torch.backends.cudnn.benchmark set to `flag` (each side keeps its own setting)."""
+_ALLOCATOR_SIDE: list[str] = []  # the side whose malloc setting is in force
+
+
+def with_cudnn_benchmark(flag: bool, fn: Callable[[], None], *, ours: bool) -> Callable[[], None]:
+    """`fn` with each side's own process settings: torch.backends.cudnn.benchmark = `flag`, and
+    glibc's malloc thresholds: `ours` keeps freed memory in the process as translate-kit's trainer
+    does on the CPU (translate_kit/allocator.py); otherwise malloc's initial thresholds, as the
+    reference runs. The setting changes only when it differs from the last call's, and going back
+    to the initial thresholds first returns the kept memory to the kernel."""
+    from translate_kit.allocator import keep_freed_memory, release_freed_memory
+
+    side = "ours" if ours else "reference"
 
     def run() -> None:
         torch.backends.cudnn.benchmark = flag
+        if not _ALLOCATOR_SIDE or _ALLOCATOR_SIDE[-1] != side:
+            keep_freed_memory() if ours else release_freed_memory()
+            _ALLOCATOR_SIDE[:] = [side]
         fn()
 
     return run
@@ -261,8 +274,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"train step, batch {b}")
             batch = synthetic_batch(trainer, b)
             plain = {**batch, "A": batch["A"].contiguous(), "B": batch["B"].contiguous()}
-            fns = {"ours": with_cudnn_benchmark(ours_cudnn, train_step_fn(trainer, batch)),
-                   "reference": with_cudnn_benchmark(True, reference_step(model, plain))}
+            fns = {"ours": with_cudnn_benchmark(ours_cudnn, train_step_fn(trainer, batch), ours=True),
+                   "reference": with_cudnn_benchmark(True, reference_step(model, plain), ours=False)}
             t = time_windows(fns, sync=sync, **timing)
             rows.append({"what": "train_step", "batch_size": b,
                          **{side: summary(t[side].rates(b)) for side in fns}})
@@ -275,9 +288,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 variants += [(mode, True) for mode in ("eval", "paper")]
             for mode, compiled in variants:
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
+                # Inference as `tkit translate` runs it: with malloc's defaults, like the reference.
                 fns[f"ours_{what}"] = with_cudnn_benchmark(
-                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled))
-                fns[f"reference_{mode}"] = with_cudnn_benchmark(True, reference_inference(model, x.contiguous(), mode))
+                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled),
+                    ours=False)
+                fns[f"reference_{mode}"] = with_cudnn_benchmark(
+                    True, reference_inference(model, x.contiguous(), mode), ours=False)
             t = time_windows(fns, sync=sync, **timing)
             for mode, compiled in variants:
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
@@ -297,6 +313,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             memory.append({"batch_size": b, "ours": dataclasses.asdict(ours), "reference": reference,
                            "ratio_peak_rss": ours.peak_rss_bytes / reference["peak_rss_bytes"]})
     notes = [
+        "on the CPU translate-kit's trainer keeps freed memory in the process (translate_kit/allocator.py): its "
+        "train-step windows run so, the reference's and all inference windows with glibc malloc's initial thresholds",
         "windows alternate between the sides in ABBA order; figures are medians over the windows",
         "train step: one optimisation step of G and D on the same synthetic batch already on the device",
         "paper = translate-kit's paper mode / the reference's default test.py (networks in training mode); "

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from translate_kit import __version__
+from translate_kit.allocator import keep_freed_memory
 from translate_kit.data.jitter import PairedJitter, to_unit_range
 from translate_kit.data.loading import EpochSampler, PreparedDataset, make_loader
 from translate_kit.errors import CheckpointError, DataError, RecipeError, TrainingError
@@ -288,6 +289,8 @@ class Trainer:
         self.recipe, self.registry, self.pm = recipe, registry, pm
         self.console = console if self.dist.is_main else None
         self.device = self.dist.place(select_device(device))
+        if self.device.type == "cpu":
+            keep_freed_memory()  # glibc would page-fault every step's activations back in (see allocator.py)
         self.run_dir = Path(run_dir) if run_dir is not None else Path(recipe.run.dir) / recipe.run.name
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
