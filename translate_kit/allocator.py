@@ -10,8 +10,10 @@ freed blocks in the heap for the next step to reuse. Measured on the 2-core deve
 steps/s with glibc's defaults against 1.03, 0.99 and 0.95 with this (docs/benchmarks.md).
 
 It is a process-wide setting of the C library, applied by the trainer on the CPU (inference, with
-smaller and fewer blocks, keeps malloc's defaults). It costs memory in return: the peak RSS of
-pix2pix training at batch 4 rose from 1.95 to 2.04 GiB (batch 1: 1.73 to 1.70, within noise). Set
+smaller and fewer blocks, keeps malloc's defaults). Kept blocks may cost some memory. The
+side-by-side benchmark measured a peak RSS at batch 4 of 1.93 GiB before this setting and 2.04 to
+2.07 after. Paired fresh processes, with and without it, measured peaks within noise of each other
+(1.93 to 2.02 GiB). Set
 `TRANSLATE_KIT_KEEP_FREED_MEMORY=0` to leave malloc as it is. Elsewhere than Linux with glibc it
 does nothing.
 """
