@@ -62,6 +62,7 @@ class Pix2Pix(Method):
             loss_d = 0.5 * (loss_d_real + loss_d_fake)
         penalty = self.gan_loss.penalty(D, real_pair, fake_pair)  # zero unless wgangp
         ctx.update("D", loss_d + penalty)
+        del real_pair, fake_pair, loss_d, penalty  # 2 x (B, C_in + C_out, H, W) less at G's backward, the step's peak
 
         # G step: fool the frozen D and stay close to the target in L1.
         with frozen([D]), ctx.autocast():

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from translate_kit.errors import RecipeError
 from translate_kit.registry import register_loss
@@ -51,6 +50,10 @@ _HOW_TO_GET = (
 
 def _vgg19_features() -> nn.Sequential:
     """torchvision's vgg19 `features` (randomly initialised), cut after relu5_1."""
+    # Imported here: importing torchvision costs ~160 MB of RSS and ~1.5 s (it loads
+    # torch._dynamo), which every plugin load would pay for a loss few recipes use.
+    from torchvision.models.vgg import cfgs, make_layers
+
     return nn.Sequential(*list(make_layers(cfgs["E"], batch_norm=False))[: SLICE_ENDS[-1]])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 
@@ -319,3 +320,29 @@ def test_small_map_transposed_convolution_keeps_the_autocast_dtype():
         y, expected = fast(x), plain(x)
     assert y.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), expected.float(), atol=0.05, rtol=0.05)
+
+
+def test_in_place_encoder_activation_changes_neither_outputs_nor_gradients():
+    # Each encoder LeakyReLU runs in place on the level above's output, which is that level's skip
+    # too (one feature map per level kept once, as in the reference). The decoder reads skips only
+    # through its ReLU, so out-of-place activations give the same outputs and gradients.
+    torch.manual_seed(0)
+    net = unet(num_downs=6, ngf=4)  # training mode: batch statistics and dropout
+    plain = copy.deepcopy(net)
+    for down in plain.downs:
+        if hasattr(down, "act"):
+            down.act = nn.LeakyReLU(0.2)
+    assert sum(getattr(down, "act", nn.ReLU()).inplace for down in net.downs) == 5
+    x = torch.randn(2, 3, 64, 64)
+    x_before = x.clone()
+    weight = torch.randn(2, 3, 64, 64)
+    outputs = []
+    for model in (net, plain):
+        torch.manual_seed(1)  # the same dropout masks
+        y = model(x)
+        (y * weight).sum().backward()
+        outputs.append(y)
+    assert torch.equal(x, x_before)  # the caller's input is never written to
+    assert torch.equal(outputs[0], outputs[1])
+    for (name, p), q in zip(net.named_parameters(), plain.parameters()):
+        assert torch.equal(p.grad, q.grad), name

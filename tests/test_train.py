@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -12,7 +13,7 @@ from conftest import RECIPES, quick_overrides
 from translate_kit.errors import CheckpointError, DataError, RecipeError
 from translate_kit.recipe import load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
-from translate_kit.train.trainer import Trainer, linear_decay
+from translate_kit.train.trainer import Trainer, allocate_adam_state, linear_decay
 
 TINY_UNET = ["generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8"]
 
@@ -209,3 +210,36 @@ def test_gan_mode_must_name_a_gan_loss(registry, pm, tiny_facades, tmp_path):
     trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "method.gan_mode=lsgan",
                            "method.gan_options={target_real = 0.9}")
     assert trainer.method.gan_loss.mode == "lsgan"
+
+
+@pytest.mark.parametrize("fused", [True, None])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_state_made_before_the_first_step_trains_bit_for_bit_the_same(fused, amsgrad):
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 2, 3))]
+    nets.append(copy.deepcopy(nets[0]))
+    lazy, eager = (torch.optim.Adam(n.parameters(), lr=1e-2, betas=(0.5, 0.999), fused=fused, amsgrad=amsgrad)
+                   for n in nets)
+    allocate_adam_state(eager)
+    assert len(eager.state) == 6 and not lazy.state
+    for _ in range(3):
+        x = torch.randn(2, 3, 9, 9)
+        for net, optimizer in zip(nets, (lazy, eager)):
+            net(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+    states = [o.state_dict()["state"] for o in (lazy, eager)]
+    assert states[0].keys() == states[1].keys()
+    for i, entry in states[0].items():
+        assert entry.keys() == states[1][i].keys()
+        assert all(torch.equal(entry[k], states[1][i][k]) for k in entry)
+
+
+def test_trainer_makes_the_optimiser_states_before_any_step(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path / "run")
+    for optimizer in trainer.optimizers.values():
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        assert all(optimizer.state[p]["exp_avg"].shape == p.shape for p in params)
+        assert all(float(optimizer.state[p]["step"]) == 0.0 for p in params)
