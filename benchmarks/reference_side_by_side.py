@@ -19,10 +19,6 @@ of the machine's speed hits both alike; each figure is the median over its windo
 - generator inference at each `--infer-batch-sizes`: "eval" (translate-kit's eval mode; the
   reference's `test.py --eval`) and "paper" (translate-kit's paper mode: dropout on, batch
   statistics; the reference's default `test.py`, which leaves the networks in training mode);
-- the GEMM floor at each `--infer-batch-sizes`: one matrix product per convolution of the
-  generator, with that layer's exact shape, and nothing else (`translate_kit.bench.gemm_floor_fn`).
-  Its ratio to the reference's eval mode bounds what any implementation with the same FLOPs can
-  reach on this machine;
 - the peak RSS of training at each batch size, each side in a fresh process of its own.
 
 The table gives the medians and the ratio ours / reference (above 1: translate-kit is faster; for
@@ -247,8 +243,7 @@ def parameters(nets: Mapping[str, torch.nn.Module]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from translate_kit.bench import bench_trainer, device_sync, gemm_floor_fn, inference_fn, peak_memory
-    from translate_kit.bench import synthetic_batch
+    from translate_kit.bench import bench_trainer, device_sync, inference_fn, peak_memory, synthetic_batch
     from translate_kit.bench import time_windows, train_step_fn
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.recipe import load_recipe
@@ -299,12 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ours=False)
                 fns[f"reference_{mode}"] = with_cudnn_benchmark(
                     True, reference_inference(model, x.contiguous(), mode), ours=False)
-            # The ceiling for any implementation of this generator with its FLOPs: each convolution
-            # at the rate of its own matrix product, all else free (see bench.gemm_floor_fn).
-            fns["gemm_floor"] = gemm_floor_fn(trainer.method.nets["G"], x)
             t = time_windows(fns, sync=sync, **timing)
-            rows.append({"what": "gemm_floor", "batch_size": b, "ours": summary(t["gemm_floor"].rates(b)),
-                         "reference": summary(t["reference_eval"].rates(b))})
             for mode, compiled in variants:
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
                 rows.append({"what": what, "batch_size": b, "ours": summary(t[f"ours_{what}"].rates(b)),
@@ -329,10 +319,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train step: one optimisation step of G and D on the same synthetic batch already on the device",
         "paper = translate-kit's paper mode / the reference's default test.py (networks in training mode); "
         "eval = translate-kit's eval mode / test.py --eval",
-        "GEMM floor: one matrix product per convolution of the generator, each with its layer's exact shape, "
-        "and nothing else: the speed of an implementation with the same FLOPs in which every convolution ran at "
-        "the rate of its own matrix product; its ratio to the reference's eval mode is the most such an "
-        "implementation could reach",
         "translate-kit checks every update's loss and gradients for NaN/inf (one reduction and one device sync per "
         "optimiser); the reference does not",
     ]

@@ -72,7 +72,6 @@ __all__ = [
     "bench_trainer",
     "count_flops",
     "device_sync",
-    "gemm_floor_fn",
     "inference_fn",
     "matmul_rate",
     "max_rss_bytes",
@@ -95,7 +94,6 @@ LABELS = {  # short names of the figures, for tables
     "infer_paper": "infer paper",
     "infer_eval_compiled": "infer eval, compiled",
     "infer_paper_compiled": "infer paper, compiled",
-    "gemm_floor": "GEMM floor (see gemm_floor_fn)",
 }
 
 
@@ -324,57 +322,6 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with counter:
         fn()
     return int(counter.get_total_flops())
-
-
-def gemm_floor_fn(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    """One matrix product per convolution of `net` on `x`, with exactly that layer's shape, per call.
-
-    A direct convolution is a matrix product plus data movement: `Conv2d` is (C_out, C_in·k²) @
-    (C_in·k², B·H_out·W_out), `ConvTranspose2d` is (C_out·k², C_in) @ (C_in, B·H_in·W_in) (the
-    FLOPs that `count_flops` counts for the layer). Timing these products alone, on this device,
-    gives the speed an implementation of `net` would reach if every convolution ran at the rate of
-    its own matrix product and everything else (im2col/col2im, norms, activations, concatenation)
-    were free: a ceiling for any implementation with the same FLOPs, which only an algorithm that
-    does fewer multiplications (Winograd, FFT) can pass. Grouped convolutions are not modelled.
-
-    Example:
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 2, 1), torch.nn.ConvTranspose2d(8, 3, 4, 2, 1))
-        >>> run = gemm_floor_fn(net, torch.zeros(1, 3, 16, 16))
-        >>> count_flops(run) == count_flops(lambda: net(torch.zeros(1, 3, 16, 16)))
-        True
-    """
-    shapes: list[tuple[int, int, int]] = []  # (M, K, N) of each layer's product, in call order
-
-    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        k = math.prod(module.kernel_size)
-        if module.groups != 1:
-            raise BenchError(f"gemm_floor_fn: grouped convolution {module} is not modelled")
-        if isinstance(module, torch.nn.ConvTranspose2d):
-            batch, channels, height, width = inputs[0].shape
-            shapes.append((module.out_channels * k, channels, batch * height * width))
-        else:
-            batch, _, height, width = output.shape
-            shapes.append((module.out_channels, module.in_channels * k, batch * height * width))
-
-    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-    handles = [m.register_forward_hook(record) for m in convs]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    generator = torch.Generator().manual_seed(0)
-    operands = [
-        tuple(torch.randn(*shape, generator=generator).to(x.device, x.dtype) for shape in ((m, k), (k, n), (m, n)))
-        for m, k, n in shapes
-    ]
-
-    def run() -> None:
-        for a, b, out in operands:
-            torch.mm(a, b, out=out)
-
-    return run
 
 
 def max_rss_bytes() -> int:
