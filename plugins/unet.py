@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from translate_kit.layers import Norm, SmallMapConvTranspose2d, check_image_batch, conv_bias, init_weights, make_norm
+from translate_kit.layers import MatmulConvTranspose2d, Norm, check_image_batch, conv_bias, init_weights, make_norm
 from translate_kit.registry import register_generator
 
 __all__ = ["DownBlock", "UNetGenerator", "UpBlock", "unet", "unet_128", "unet_256"]
@@ -99,8 +99,9 @@ class UpBlock(nn.Sequential):
         # used by nothing else.
         self.add_module("act", nn.ReLU(inplace=True))
         bias = True if outermost else conv_bias(norm)
-        # The inner levels' small maps run as a matrix product on the CPU (see SmallMapConvTranspose2d).
-        self.add_module("conv", SmallMapConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias))
+        # Small maps (eager) and the image layer (compiled inference) run as matrix products on
+        # the CPU (see MatmulConvTranspose2d).
+        self.add_module("conv", MatmulConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias))
         if outermost:
             self.add_module("tanh", nn.Tanh())
             return

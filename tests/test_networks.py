@@ -277,10 +277,10 @@ def test_unet_output_range_and_dropout_is_random_in_train_mode():
     ],
 )
 def test_small_map_transposed_convolution_is_the_same_function_with_the_same_gradients(options):
-    from translate_kit.layers import SmallMapConvTranspose2d
+    from translate_kit.layers import MatmulConvTranspose2d
 
     torch.manual_seed(0)
-    fast = SmallMapConvTranspose2d(6, 5, **options)
+    fast = MatmulConvTranspose2d(6, 5, **options)
     plain = torch.nn.ConvTranspose2d(6, 5, **options)
     plain.load_state_dict(fast.state_dict())  # the same parameters and state-dict keys
     x = torch.randn(2, 6, 3, 4, requires_grad=True)
@@ -296,9 +296,9 @@ def test_small_map_transposed_convolution_is_the_same_function_with_the_same_gra
 
 
 def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monkeypatch):
-    from translate_kit.layers import SmallMapConvTranspose2d
+    from translate_kit.layers import MatmulConvTranspose2d
 
-    conv = SmallMapConvTranspose2d(2, 2, 4, stride=2, padding=1)
+    conv = MatmulConvTranspose2d(2, 2, 4, stride=2, padding=1)
     calls = []
     real_fold = torch.nn.functional.fold
     monkeypatch.setattr(torch.nn.functional, "fold", lambda *a, **k: calls.append(1) or real_fold(*a, **k))
@@ -310,9 +310,9 @@ def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monke
 
 
 def test_small_map_transposed_convolution_keeps_the_autocast_dtype():
-    from translate_kit.layers import SmallMapConvTranspose2d
+    from translate_kit.layers import MatmulConvTranspose2d
 
-    fast = SmallMapConvTranspose2d(4, 3, 4, stride=2, padding=1)
+    fast = MatmulConvTranspose2d(4, 3, 4, stride=2, padding=1)
     plain = torch.nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1)
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(1, 4, 4, 4)
@@ -346,3 +346,22 @@ def test_in_place_encoder_activation_changes_neither_outputs_nor_gradients():
     assert torch.equal(outputs[0], outputs[1])
     for (name, p), q in zip(net.named_parameters(), plain.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+def test_compiled_inference_runs_only_thin_transposed_convolutions_by_phases(monkeypatch):
+    import translate_kit.layers as layers
+
+    calls = []
+    by_phases = layers.transposed_conv_by_phases
+    monkeypatch.setattr(layers, "transposed_conv_by_phases", lambda *args: calls.append(args[0].shape) or by_phases(*args))
+    torch.manual_seed(0)
+    thin = layers.MatmulConvTranspose2d(8, 3, 4, stride=2, padding=1)  # 3 * 16 = 48 rows of W^T
+    wide = layers.MatmulConvTranspose2d(8, 5, 4, stride=2, padding=1)  # 80 rows: oneDNN's kernel
+    x = torch.randn(2, 8, 16, 16)
+    for conv in (thin, wide):
+        expected = torch.nn.functional.conv_transpose2d(x, conv.weight, conv.bias, stride=2, padding=1)
+        compiled = torch.compile(conv, backend="eager", fullgraph=True)  # traced as inductor would see it
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(compiled(x), expected, atol=1e-5, rtol=1e-5)  # training: the library's path
+    assert calls == [x.shape]

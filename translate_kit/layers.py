@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "MatmulConvTranspose2d",
     "NORMS",
     "Norm",
-    "SmallMapConvTranspose2d",
     "check_image_batch",
     "conv_bias",
     "fold_batchnorm",
     "init_weights",
     "make_norm",
+    "transposed_conv_by_phases",
 ]
 
 Norm = Literal["batch", "instance", "none"]
@@ -132,37 +133,94 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
-class SmallMapConvTranspose2d(nn.ConvTranspose2d):
-    """`nn.ConvTranspose2d` that computes small feature maps on the CPU as one matrix product.
+# Output pixel 2m + a of a stride-2, 4-tap, padding-1 transposed convolution receives kernel tap k
+# from input pixel m + d: for a = 0, (k, d) = (1, 0) and (3, -1); for a = 1, (2, 0) and (0, +1).
+_PHASE_TAPS = (((1, 0), (3, -1)), ((2, 0), (0, 1)))
+
+
+def transposed_conv_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`F.conv_transpose2d(x, weight, bias, stride=2, padding=1)` for a 4x4 kernel, as one matrix
+    product and a sum of shifted slices per output phase.
+
+    Every input pixel times the weight matrix gives its 4x4 output patch, `(C_out, 4, 4, H, W)`;
+    each of the four output phases (even/odd row, even/odd column) is then the sum of four of these
+    taps, shifted by at most one pixel. Under `torch.compile` the product is one GEMM and the sums
+    fuse into a single pass that also interleaves the phases, which beats oneDNN's transposed
+    convolution for few output channels (the U-Net's 128 -> 3 image layer: docs/benchmarks.md).
+
+    Example:
+        >>> x, w, b = torch.randn(2, 5, 3, 4), torch.randn(5, 3, 4, 4), torch.randn(3)
+        >>> expected = F.conv_transpose2d(x, w, b, stride=2, padding=1)
+        >>> torch.allclose(transposed_conv_by_phases(x, w, b), expected, atol=1e-5)
+        True
+    """
+    batch, channels, height, width = x.shape
+    out_channels = weight.shape[1]
+    taps = weight.permute(1, 2, 3, 0).reshape(out_channels * 16, channels) @ x.reshape(batch, channels, -1)
+    taps = F.pad(taps.view(batch, out_channels, 4, 4, height, width), (1, 1, 1, 1))  # zeros beyond the border
+    rows = []
+    for row_taps in _PHASE_TAPS:
+        phases = []
+        for col_taps in _PHASE_TAPS:
+            parts = [taps[:, :, ky, kx, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+                     for ky, dy in row_taps for kx, dx in col_taps]
+            phases.append(parts[0] + parts[1] + parts[2] + parts[3])
+        rows.append(torch.stack(phases, dim=-1))  # (B, C, H, W, column phase)
+    y = torch.stack(rows, dim=3).reshape(batch, out_channels, 2 * height, 2 * width)
+    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+
+
+class MatmulConvTranspose2d(nn.ConvTranspose2d):
+    """`nn.ConvTranspose2d` that runs as a matrix product on the CPU where oneDNN's kernel is slow.
 
     A transposed convolution is `fold(W^T x)`: every input pixel times the weight matrix gives the
-    kernel-sized patch it adds to the output. At a U-Net's inner levels (256 -> 8x8 .. 1x1 maps of
-    512-1024 channels) the work is dominated by the 8 M-element weight, not by pixels, and
-    oneDNN's transposed convolution spends most of its time re-laying it out on every call:
-    forward + backward of the 1024 -> 512 level at 2x2 takes 81 ms through oneDNN and 29 ms as a
-    matrix product (2-core x86, fp32, batch 1; docs/benchmarks.md). From 16x16 maps, or 256
-    pixels over the whole batch, oneDNN is as fast or faster (forward alone at 16x16: 18 ms
-    against 25), so larger maps, other devices and grouped layers take the ordinary path. The parameters, the state dict and the
-    function are those of `nn.ConvTranspose2d` (the sums run in another order: equal to float
-    rounding).
+    kernel-sized patch it adds to the output. Two cases gain from computing it so:
+
+    - Small maps, eager: at a U-Net's inner levels (256 -> 8x8 .. 1x1 maps of 512-1024 channels)
+      the work is dominated by the 8 M-element weight, not by pixels, and oneDNN's transposed
+      convolution spends most of its time re-laying it out on every call: forward + backward of
+      the 1024 -> 512 level at 2x2 takes 81 ms through oneDNN and 29 ms as a matrix product
+      (2-core x86, fp32, batch 1; docs/benchmarks.md). From 16x16 maps, or 256 pixels over the
+      whole batch, oneDNN is as fast or faster (forward alone at 16x16: 18 ms against 25).
+    - Few output channels, compiled inference: for stride 2, a 4x4 kernel and padding 1 with at
+      most `max_thin_outputs` rows in `W^T` (the 128 -> 3 image layer has 48), inductor's fusion
+      of `transposed_conv_by_phases` beats oneDNN's pre-packed kernel: the compiled unet_256 at
+      256 px runs 9.4 against 8.6 images/s. Not for training: its backward is slower.
+
+    Everything else (larger maps, other devices, grouped layers, training under compile,
+    `torch.export`) takes the ordinary path. The parameters, the state dict and the function are
+    those of `nn.ConvTranspose2d` (the sums run in another order: equal to float rounding).
     """
 
     # Measured crossovers (see the class docstring): pixels per map, and over the whole batch.
     max_map_pixels = 64
     max_pixels = 256
+    max_thin_outputs = 64
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        batch, channels, height, width = x.shape if x.ndim == 4 else (0, 0, 0, 0)
         if (
             x.device.type != "cpu"
-            or torch.compiler.is_compiling()  # torch.compile / torch.export (ONNX) see the plain op
             or x.ndim != 4
             or output_size is not None
             or self.groups != 1
             or self.padding_mode != "zeros"
-            or height * width > self.max_map_pixels
-            or batch * height * width > self.max_pixels
         ):
+            return super().forward(x, output_size)
+        if torch.compiler.is_compiling():  # torch.compile and torch.export see plain operators
+            if (
+                not torch.compiler.is_exporting()
+                and not torch.is_grad_enabled()
+                and self.out_channels * self.kernel_size[0] * self.kernel_size[1] <= self.max_thin_outputs
+                and self.kernel_size == (4, 4)
+                and self.stride == (2, 2)
+                and self.padding == (1, 1)
+                and self.dilation == (1, 1)
+                and self.output_padding == (0, 0)
+            ):
+                return transposed_conv_by_phases(x, self.weight, self.bias)
+            return super().forward(x, output_size)
+        batch, channels, height, width = x.shape
+        if height * width > self.max_map_pixels or batch * height * width > self.max_pixels:
             return super().forward(x, output_size)
         kh, kw = self.kernel_size
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
