@@ -147,6 +147,8 @@ def transposed_conv_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch
     taps, shifted by at most one pixel. Under `torch.compile` the product is one GEMM and the sums
     fuse into a single pass that also interleaves the phases, which beats oneDNN's transposed
     convolution for few output channels (the U-Net's 128 -> 3 image layer: docs/benchmarks.md).
+    The product is written as a 1x1 convolution, which takes NCHW input as it is (a matrix product
+    would make inductor copy the input transposed first).
 
     Example:
         >>> x, w, b = torch.randn(2, 5, 3, 4), torch.randn(5, 3, 4, 4), torch.randn(3)
@@ -156,7 +158,7 @@ def transposed_conv_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch
     """
     batch, channels, height, width = x.shape
     out_channels = weight.shape[1]
-    taps = weight.permute(1, 2, 3, 0).reshape(out_channels * 16, channels) @ x.reshape(batch, channels, -1)
+    taps = F.conv2d(x, weight.permute(1, 2, 3, 0).reshape(out_channels * 16, channels, 1, 1))
     taps = F.pad(taps.view(batch, out_channels, 4, 4, height, width), (1, 1, 1, 1))  # zeros beyond the border
     rows = []
     for row_taps in _PHASE_TAPS:
