@@ -187,7 +187,8 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
     - Few output channels, compiled inference: for stride 2, a 4x4 kernel and padding 1 with at
       most `max_thin_outputs` rows in `W^T` (the 128 -> 3 image layer has 48), inductor's fusion
       of `transposed_conv_by_phases` beats oneDNN's pre-packed kernel: the compiled unet_256 at
-      256 px runs 9.4 against 8.6 images/s. Not for training: its backward is slower.
+      256 px runs 9.3 against 8.8 images/s (paired, one process). Not for training: its backward
+      is slower.
 
     Everything else (larger maps, other devices, grouped layers, training under compile,
     `torch.export`) takes the ordinary path. The parameters, the state dict and the function are
