@@ -1,4 +1,4 @@
-"""translate-kit's pix2pix against the reference PyTorch implementation, side by side in one process.
+"""translate-kit's pix2pix against the reference PyTorch implementation, side by side.
 
     python benchmarks/reference_side_by_side.py --reference PATH [--device cpu] [--windows 5]
         [--batch-sizes 1,4] [--infer-batch-sizes 1,8] [--threads N] [--set table.key=value ...]
@@ -7,13 +7,16 @@
 PATH is a checkout of the reference code (junyanz/pytorch-CycleGAN-and-pix2pix or a fork). Both
 sides build the same model: the U-Net 256 generator with dropout, the 70x70 PatchGAN ("basic"),
 batch norm, fp32, 256x256 images, Adam lr 2e-4 betas (0.5, 0.999), the vanilla GAN loss and
-lambda_L1 = 100. The reference is built in-process from its own classes (`Pix2PixModel` with an
+lambda_L1 = 100. The reference is built from its own classes (`Pix2PixModel` with an
 options namespace written out here, weights initialised by its `init_weights`), without its CLI
 or data. translate-kit's side is `recipes/pix2pix_facades.toml` with `train.precision=fp32`, built
 by `translate_kit.bench.bench_trainer` exactly as `tkit train` builds it.
 
-Measured, after warm-up, in windows that alternate between the sides (ABBA order) so that a drift
-of the machine's speed hits both alike; each figure is the median over its windows:
+Each side runs in a worker process of its own (translate-kit's training, its inference, the
+reference), so that each has the process-wide settings it has when run alone: the malloc setting
+translate-kit's trainer applies on the CPU, cudnn.benchmark = True for the reference. The parent
+times windows that alternate between the sides (ABBA order), one process computing at a time, so
+that a drift of the machine's speed hits both alike; each figure is the median over its windows:
 
 - one training step on the same synthetic batch (no data loading), at each `--batch-sizes`;
 - generator inference at each `--infer-batch-sizes`: "eval" (translate-kit's eval mode; the
@@ -38,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -114,8 +118,8 @@ def build_reference(module: ModuleType, device: torch.device, checkpoints_dir: s
     `setup()` is not called: its `init_net` moves the networks to cuda:0 whenever CUDA exists,
     whatever the device asked for. The same `init_weights` (normal, gain 0.02) is applied here and
     the networks are moved to `device`. Its constructor prints and sets
-    torch.backends.cudnn.benchmark = True for the whole process; the flag is put back, and the
-    reference's timings set it again for themselves (see `with_cudnn_benchmark`).
+    torch.backends.cudnn.benchmark = True for the whole process; the flag is put back here, and
+    the reference's timing process sets it again (`build_side`).
     """
     opt = reference_options(device, checkpoints_dir)
     keep = torch.backends.cudnn.benchmark
@@ -153,29 +157,6 @@ def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], 
         model.real_A = x
         model.test()
         model.netG.train()
-
-    return run
-
-
-_ALLOCATOR_SIDE: list[str] = []  # the side whose malloc setting is in force
-
-
-def with_cudnn_benchmark(flag: bool, fn: Callable[[], None], *, ours: bool) -> Callable[[], None]:
-    """`fn` with each side's own process settings: torch.backends.cudnn.benchmark = `flag`, and
-    glibc's malloc thresholds: `ours` keeps freed memory in the process as translate-kit's trainer
-    does on the CPU (translate_kit/allocator.py); otherwise malloc's initial thresholds, as the
-    reference runs. The setting changes only when it differs from the last call's, and going back
-    to the initial thresholds first returns the kept memory to the kernel."""
-    from translate_kit.allocator import keep_freed_memory, release_freed_memory
-
-    side = "ours" if ours else "reference"
-
-    def run() -> None:
-        torch.backends.cudnn.benchmark = flag
-        if not _ALLOCATOR_SIDE or _ALLOCATOR_SIDE[-1] != side:
-            keep_freed_memory() if ours else release_freed_memory()
-            _ALLOCATOR_SIDE[:] = [side]
-        fn()
 
     return run
 
@@ -242,9 +223,162 @@ def parameters(nets: Mapping[str, torch.nn.Module]) -> dict[str, int]:
     return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
 
 
+REPLY_MARK = "SIDE_BY_SIDE_REPLY "
+SIDES = ("ours_train", "ours_infer", "reference")  # one process each; see `Worker`
+
+
+def inference_variants(compile: bool) -> list[tuple[str, bool]]:
+    """(mode, compiled) of translate-kit's inference figures: eval and paper, and compiled with --compile."""
+    return [(mode, compiled) for compiled in ((False, True) if compile else (False,)) for mode in ("eval", "paper")]
+
+
+def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The timed functions of one side, by name (`train_step:B`, `infer_eval:B`, ...), and its info.
+
+    "ours_train" is translate-kit's trainer as `tkit train` builds it, with the CPU allocator
+    setting it applies (translate_kit/allocator.py); "ours_infer" is the same method translated
+    as `tkit translate` runs it, with malloc's defaults; "reference" is the reference's
+    `Pix2PixModel`, with its own process settings (cudnn.benchmark = True, malloc's defaults).
+    """
+    from translate_kit.bench import bench_trainer, inference_fn, synthetic_batch, train_step_fn
+
+    fns: dict[str, Callable[[], None]] = {}
+    if side == "reference":
+        module = load_reference(args.reference)
+        device = torch.device(args.device)
+        model = build_reference(module, device, stack.enter_context(tempfile.TemporaryDirectory()))
+        torch.backends.cudnn.benchmark = True  # its BaseModel sets this for its whole process
+        generator = torch.Generator().manual_seed(0)
+        for b in args.batch_sizes:
+            batch = {key: (torch.rand(b, 3, 256, 256, generator=generator) * 2 - 1).to(device) for key in "AB"}
+            fns[f"train_step:{b}"] = reference_step(model, {**batch, "name": [f"noise_{i}" for i in range(b)]})
+        for b in args.infer_batch_sizes:
+            x = (torch.rand(b, 3, 256, 256, generator=generator) * 2 - 1).to(device)
+            for mode in ("eval", "paper"):
+                fns[f"infer_{mode}:{b}"] = reference_inference(model, x, mode)
+        return fns, {"device": str(device), "parameters": parameters({"G": model.netG, "D": model.netD})}
+
+    from translate_kit.plugins import get_plugin_manager
+    from translate_kit.recipe import load_recipe
+    from translate_kit.registry import Registry
+
+    if side == "ours_infer":  # inference keeps malloc's defaults, as `tkit translate` does
+        os.environ["TRANSLATE_KIT_KEEP_FREED_MEMORY"] = "0"
+    pm = get_plugin_manager()
+    registry = Registry.from_plugin_manager(pm)
+    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=registry)
+    trainer = stack.enter_context(bench_trainer(recipe, registry, pm, device=args.device,
+                                                noise_count=max(args.batch_sizes)))
+    if side == "ours_train":
+        for b in args.batch_sizes:
+            fns[f"train_step:{b}"] = train_step_fn(trainer, synthetic_batch(trainer, b))
+    else:
+        for b in args.infer_batch_sizes:
+            x = synthetic_batch(trainer, b, seed=1)["A"]
+            for mode, compiled in inference_variants(args.compile):
+                what = f"infer_{mode}" + ("_compiled" if compiled else "")
+                fns[f"{what}:{b}"] = inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled)
+    return fns, {"device": str(trainer.device), "parameters": parameters(trainer.method.nets),
+                 "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def serve(side: str, args: argparse.Namespace) -> None:
+    """A worker process: build `side`, then answer the parent's requests on stdin, one per line.
+
+    `info` -> JSON; `calibrate NAME` -> calls per window of about --window-seconds, after
+    --warmup calls; `window NAME N` -> seconds of N calls (the device synchronised at both edges);
+    `quit`. Replies go to stdout after REPLY_MARK; anything else printed goes to stderr.
+    """
+    from translate_kit.bench import calls_per_window, device_sync
+
+    replies = sys.stdout
+    sys.stdout = sys.stderr  # the reference prints; keep the reply channel clean
+    with contextlib.ExitStack() as stack:
+        fns, info = build_side(side, args, stack)
+        sync = device_sync(torch.device(info["device"]))
+        info["threads"] = torch.get_num_threads()
+        for line in sys.stdin:
+            command, *words = line.split()
+            if command == "quit":
+                break
+            if command == "info":
+                answer = json.dumps(info)
+            elif command == "calibrate":
+                answer = str(calls_per_window(fns[words[0]], sync, args.warmup, args.window_seconds))
+            else:  # window NAME N
+                fn, calls = fns[words[0]], int(words[1])
+                sync()
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                sync()
+                answer = repr(time.perf_counter() - start)
+            print(REPLY_MARK + answer, file=replies, flush=True)
+
+
+class Worker:
+    """One side in a process of its own (`serve`), so that each runs with its own process-wide
+    settings (malloc thresholds, cudnn.benchmark, thread pools), as it does on its own."""
+
+    def __init__(self, side: str, args: argparse.Namespace) -> None:
+        self.side = side
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--reference", str(args.reference),
+                   "--device", args.device, "--threads", str(args.threads or torch.get_num_threads()),
+                   "--batch-sizes", ",".join(map(str, args.batch_sizes)),
+                   "--infer-batch-sizes", ",".join(map(str, args.infer_batch_sizes)),
+                   "--warmup", str(args.warmup), "--window-seconds", str(args.window_seconds),
+                   *(["--compile"] if args.compile else []), *(f"--set={o}" for o in args.overrides)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
+                                        text=True)
+
+    def ask(self, *words: object) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(" ".join(map(str, words)) + "\n")
+            self.process.stdin.flush()
+            for line in self.process.stdout:
+                if line.startswith(REPLY_MARK):
+                    return line[len(REPLY_MARK):].strip()
+        except BrokenPipeError:
+            pass
+        self.process.wait()
+        self.errors.seek(0)
+        tail = " ".join(self.errors.read().strip().splitlines()[-3:])
+        raise RuntimeError(f"the {self.side} process failed (exit status {self.process.returncode}): {tail}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                assert self.process.stdin is not None
+                self.process.stdin.write("quit\n")
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.errors.close()
+
+
+SETTLE_S = 0.05  # pause before each window, so the other processes' worker threads have gone idle
+
+
+def remote_windows(pairs: Mapping[str, tuple[Worker, str]], args: argparse.Namespace) -> dict[str, Any]:
+    """ABBA windows over functions that live in worker processes (label -> (worker, function name))."""
+    from translate_kit.bench import abba_windows
+
+    steps = {label: int(worker.ask("calibrate", name)) for label, (worker, name) in pairs.items()}
+
+    def run_window(label: str) -> float:
+        worker, name = pairs[label]
+        time.sleep(SETTLE_S)
+        return float(worker.ask("window", name, steps[label]))
+
+    return abba_windows(steps, run_window, windows=args.windows)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from translate_kit.bench import bench_trainer, device_sync, inference_fn, peak_memory, synthetic_batch
-    from translate_kit.bench import time_windows, train_step_fn
+    from translate_kit.bench import peak_memory
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.recipe import load_recipe
     from translate_kit.registry import Registry
@@ -254,67 +388,51 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"... {line}", file=sys.stderr, flush=True)
 
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    module = load_reference(args.reference)
-    pm = get_plugin_manager()
-    registry = Registry.from_plugin_manager(pm)
-    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=registry)
-    ours_cudnn = torch.backends.cudnn.benchmark
+    load_reference(args.reference)  # a wrong path fails here, with its message, before any process starts
+    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=Registry.from_plugin_manager(
+        get_plugin_manager()))
     rows: list[dict[str, Any]] = []
-    timing = {"warmup": args.warmup, "windows": args.windows, "window_s": args.window_seconds}
-    with contextlib.ExitStack() as stack:
-        say("building both models")
-        trainer = stack.enter_context(bench_trainer(recipe, registry, pm, device=args.device,
-                                                    noise_count=max(args.batch_sizes)))
-        device = trainer.device
-        model = build_reference(module, device, stack.enter_context(tempfile.TemporaryDirectory()))
-        sync = device_sync(device)
-        params = {"ours": parameters(trainer.method.nets), "reference": parameters({"G": model.netG, "D": model.netD})}
-
+    say("building both models, each side in a process of its own")
+    workers = {side: Worker(side, args) for side in SIDES}
+    try:
+        info = {side: json.loads(worker.ask("info")) for side, worker in workers.items()}
+        ours, reference = workers["ours_train"], workers["reference"]
         for b in args.batch_sizes:
             say(f"train step, batch {b}")
-            batch = synthetic_batch(trainer, b)
-            plain = {**batch, "A": batch["A"].contiguous(), "B": batch["B"].contiguous()}
-            fns = {"ours": with_cudnn_benchmark(ours_cudnn, train_step_fn(trainer, batch), ours=True),
-                   "reference": with_cudnn_benchmark(True, reference_step(model, plain), ours=False)}
-            t = time_windows(fns, sync=sync, **timing)
-            rows.append({"what": "train_step", "batch_size": b,
-                         **{side: summary(t[side].rates(b)) for side in fns}})
+            t = remote_windows({"ours": (ours, f"train_step:{b}"), "reference": (reference, f"train_step:{b}")}, args)
+            rows.append({"what": "train_step", "batch_size": b, **{side: summary(t[side].rates(b)) for side in t}})
         for b in args.infer_batch_sizes:
             say(f"generator inference, batch {b}")
-            x = synthetic_batch(trainer, b, seed=1)["A"]
-            fns = {}
-            variants = [(mode, False) for mode in ("eval", "paper")]
-            if args.compile:  # ours also as `tkit translate --compile` runs it, against the same reference
-                variants += [(mode, True) for mode in ("eval", "paper")]
-            for mode, compiled in variants:
+            pairs = {}
+            for mode, compiled in inference_variants(args.compile):
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
-                # Inference as `tkit translate` runs it: with malloc's defaults, like the reference.
-                fns[f"ours_{what}"] = with_cudnn_benchmark(
-                    ours_cudnn, inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled),
-                    ours=False)
-                fns[f"reference_{mode}"] = with_cudnn_benchmark(
-                    True, reference_inference(model, x.contiguous(), mode), ours=False)
-            t = time_windows(fns, sync=sync, **timing)
-            for mode, compiled in variants:
+                pairs[what] = (workers["ours_infer"], f"{what}:{b}")
+                pairs[f"reference_{mode}"] = (reference, f"infer_{mode}:{b}")
+            t = remote_windows(pairs, args)
+            for mode, compiled in inference_variants(args.compile):
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
-                rows.append({"what": what, "batch_size": b, "ours": summary(t[f"ours_{what}"].rates(b)),
+                rows.append({"what": what, "batch_size": b, "ours": summary(t[what].rates(b)),
                              "reference": summary(t[f"reference_{mode}"].rates(b))})
-        torch.backends.cudnn.benchmark = ours_cudnn
-        device_name, threads = str(device), torch.get_num_threads()
+    finally:
+        for worker in workers.values():
+            worker.close()
     for row in rows:
         row["ratio"] = row["ours"]["images_per_s"] / row["reference"]["images_per_s"]
+    device_name, threads = info["ours_train"]["device"], info["ours_train"]["threads"]
+    params = {"ours": info["ours_train"]["parameters"], "reference": info["reference"]["parameters"]}
 
     memory: list[dict[str, Any]] = []
     if args.memory:
         for b in args.batch_sizes:
             say(f"peak memory, batch {b} (a fresh process per side)")
-            ours = peak_memory(recipe, device=device_name, batch_size=b, steps=args.probe_steps, threads=threads)
-            reference = reference_memory(args.reference, device_name, b, args.probe_steps, threads)
-            memory.append({"batch_size": b, "ours": dataclasses.asdict(ours), "reference": reference,
-                           "ratio_peak_rss": ours.peak_rss_bytes / reference["peak_rss_bytes"]})
+            ours_peak = peak_memory(recipe, device=device_name, batch_size=b, steps=args.probe_steps, threads=threads)
+            reference_peak = reference_memory(args.reference, device_name, b, args.probe_steps, threads)
+            memory.append({"batch_size": b, "ours": dataclasses.asdict(ours_peak), "reference": reference_peak,
+                           "ratio_peak_rss": ours_peak.peak_rss_bytes / reference_peak["peak_rss_bytes"]})
     notes = [
-        "on the CPU translate-kit's trainer keeps freed memory in the process (translate_kit/allocator.py): its "
-        "train-step windows run so, the reference's and all inference windows with glibc malloc's initial thresholds",
+        "each side runs in a process of its own, with its own process-wide settings: translate-kit's training with "
+        "the malloc setting its trainer applies on the CPU (translate_kit/allocator.py), its inference and the "
+        "reference with glibc malloc's defaults",
         "windows alternate between the sides in ABBA order; figures are medians over the windows",
         "train step: one optimisation step of G and D on the same synthetic batch already on the device",
         "paper = translate-kit's paper mode / the reference's default test.py (networks in training mode); "
@@ -327,7 +445,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"{threads} threads): absolute figures are low and noisy, the ratios less so")
     if device_name.startswith("cuda"):
         notes.append("the reference runs with cudnn.benchmark = True (its BaseModel sets it), translate-kit with "
-                     f"{ours_cudnn}; translate-kit uses fused Adam and channels_last on CUDA when the recipe says auto")
+                     f"{info['ours_train']['cudnn_benchmark']}; translate-kit uses fused Adam and channels_last on "
+                     "CUDA when the recipe says auto")
     if params["ours"] != params["reference"]:
         notes.append(f"PARAMETER COUNTS DIFFER: ours {params['ours']}, reference {params['reference']}")
     return {"device": device_name, "threads": threads, "torch_version": torch.__version__,
@@ -391,6 +510,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: batch 1, 2 windows of one call")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")
     parser.add_argument("--probe-reference", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=SIDES, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None:
         if args.threads < 1:
@@ -407,6 +527,9 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if args.windows < 1 or args.warmup < 1 or args.window_seconds < 0:
         fail("--windows and --warmup must be at least 1 and --window-seconds at least 0")
+    if args.worker is not None:
+        serve(args.worker, args)
+        return
     from translate_kit.errors import TranslateKitError
 
     try:

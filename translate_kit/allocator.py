@@ -10,12 +10,12 @@ freed blocks in the heap for the next step to reuse. Measured on the 2-core deve
 steps/s with glibc's defaults against 1.03, 0.99 and 0.95 with this (docs/benchmarks.md).
 
 It is a process-wide setting of the C library, applied by the trainer on the CPU (inference, with
-smaller and fewer blocks, keeps malloc's defaults). Kept blocks may cost some memory. The
-side-by-side benchmark measured a peak RSS at batch 4 of 1.93 GiB before this setting and 2.04 to
-2.07 after. Paired fresh processes, with and without it, measured peaks within noise of each other
-(1.93 to 2.02 GiB). Set
-`TRANSLATE_KIT_KEEP_FREED_MEMORY=0` to leave malloc as it is. Elsewhere than Linux with glibc it
-does nothing.
+smaller and fewer blocks, keeps malloc's defaults). Kept blocks cost memory where they cannot be
+reused: three pairs of fresh processes at batch 4 peaked at 2.04-2.08 GiB with it and 1.94-2.01
+without. The trainer takes most of that back by making Adam's moments before the first step
+(`trainer.allocate_adam_state`), so they do not land in the holes of the first step's
+activations (docs/benchmarks.md). Set `TRANSLATE_KIT_KEEP_FREED_MEMORY=0` to leave malloc as it
+is. Elsewhere than Linux with glibc it does nothing.
 """
 
 from __future__ import annotations

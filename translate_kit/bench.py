@@ -68,8 +68,10 @@ __all__ = [
     "NoisePairs",
     "Throughput",
     "Timing",
+    "abba_windows",
     "bench_registry",
     "bench_trainer",
+    "calls_per_window",
     "count_flops",
     "device_sync",
     "inference_fn",
@@ -226,7 +228,7 @@ def device_sync(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def _calibrate(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, window_s: float) -> int:
+def calls_per_window(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, window_s: float) -> int:
     """Run `warmup` timed calls (at least one); return the calls per window for `window_s` seconds."""
     last = 0.0
     for _ in range(max(1, warmup)):
@@ -266,19 +268,37 @@ def time_windows(
     """
     if windows < 1:
         raise BenchError(f"Expected at least 1 window, got {windows}.")
-    steps = {name: _calibrate(fn, sync, warmup, window_s) for name, fn in fns.items()}
-    seconds: dict[str, list[float]] = {name: [] for name in fns}
-    order = list(fns)
+    steps = {name: calls_per_window(fn, sync, warmup, window_s) for name, fn in fns.items()}
+
+    def run_window(name: str) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps[name]):
+            fns[name]()
+        sync()
+        return time.perf_counter() - start
+
+    return abba_windows(steps, run_window, windows=windows)
+
+
+def abba_windows(steps: Mapping[str, int], run_window: Callable[[str], float], *, windows: int) -> dict[str, Timing]:
+    """`windows` windows of each name in `steps`, in ABBA order: the order of the names reverses
+    every window. `run_window(name)` runs `steps[name]` calls and returns their wall-clock seconds
+    (in this process, as `time_windows` does, or in another one).
+
+    Example:
+        >>> timing = abba_windows({"a": 2, "b": 3}, lambda name: {"a": 1.0, "b": 2.0}[name], windows=2)
+        >>> timing["b"].rates(items_per_call=4)
+        [6.0, 6.0]
+    """
+    if windows < 1:
+        raise BenchError(f"Expected at least 1 window, got {windows}.")
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
     for window in range(windows):
         for name in order if window % 2 == 0 else reversed(order):
-            fn = fns[name]
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps[name]):
-                fn()
-            sync()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: Timing(steps[name], seconds[name]) for name in fns}
+            seconds[name].append(run_window(name))
+    return {name: Timing(steps[name], seconds[name]) for name in steps}
 
 
 def matmul_rate(
