@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from translate_kit.method import Method, Parts, StepContext, frozen
-from translate_kit.registry import register_method
+from translate_kit.api import GANLossName, Method, Parts, StepContext, frozen, register_method
 
 __all__ = ["CycleGAN", "ImagePool", "cyclegan"]
 
@@ -102,7 +101,8 @@ class CycleGAN(Method):
         pool_size: generated images each D's history pool keeps (paper: 50; 0: no pool).
     """
 
-    inference_nets = ("G_A",)  # `translate` is A -> B; an export holds G_A only
+    # `translate` is A -> B, so G_A alone translates (and is exported); G_B serves the cycle loss.
+    roles = {"G_A": "translate", "G_B": "auxiliary", "D_A": "adversary", "D_B": "adversary"}
 
     def __init__(
         self,
@@ -126,9 +126,6 @@ class CycleGAN(Method):
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         return {"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}
-
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.nets["G_A"](x)
 
     def _d_loss(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         loss_real = self.gan_loss(d(real), target_is_real=True, for_discriminator=True)
@@ -186,7 +183,7 @@ class CycleGAN(Method):
         self.fake_b_pool.load_state(state.get("fake_B_pool", torch.empty(0)))
 
 
-@register_method()
+@register_method(tables={"generator": "generator", "discriminator": "discriminator"})
 def cyclegan(
     parts: Parts,
     /,
@@ -195,7 +192,7 @@ def cyclegan(
     lambda_b: float = 10.0,
     lambda_identity: float = 0.5,
     pool_size: int = 50,
-    gan_mode: str = "lsgan",
+    gan_mode: GANLossName = "lsgan",
 ) -> CycleGAN:
     """CycleGAN (Zhu et al. 2017): two generators, two discriminators, cycle and identity losses.
 
@@ -209,7 +206,7 @@ def cyclegan(
         lambda_identity: identity loss, as a fraction of lambda_a/lambda_b; the paper uses 0.5
             (0 turns it off; it needs as many input as output channels).
         pool_size: the discriminators' history pools of generated images; the paper uses 50.
-        gan_mode: the GAN loss component: lsgan (the paper's), vanilla, hinge or wgangp.
+        gan_mode: the adversarial loss: lsgan (the paper's), vanilla, hinge or wgangp.
     """
     if min(lambda_a, lambda_b, lambda_identity) < 0:
         raise ValueError(f"Expected lambdas >= 0, got {lambda_a}, {lambda_b}, {lambda_identity}")
@@ -222,11 +219,6 @@ def cyclegan(
             "set method.lambda_identity = 0 or make data.in_channels equal data.out_channels"
         )
     gan_loss = parts.loss(gan_mode)
-    if not callable(getattr(gan_loss, "penalty", None)):
-        raise ValueError(
-            f"gan_mode {gan_mode!r} is not a GAN loss (it has no real/fake targets and no penalty); "
-            "use lsgan, vanilla, hinge or wgangp"
-        )
     return CycleGAN(
         parts.generator(),
         parts.generator(in_channels=c_b, out_channels=c_a),

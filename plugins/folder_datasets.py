@@ -18,9 +18,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from translate_kit.data.io import list_images, read_image
-from translate_kit.errors import DataError
-from translate_kit.registry import register_dataset
+from translate_kit.api import DataError, list_images, read_image, register_dataset
 
 __all__ = [
     "AlignedDataset",

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.registry import register_loss
+from translate_kit.api import LOGITS, MULTISCALE_LOGITS, register_loss
 
 __all__ = [
     "GAN_MODES",
@@ -49,6 +49,8 @@ GANMode = Literal["vanilla", "lsgan", "hinge", "wgangp"]
 GAN_MODES: tuple[str, ...] = get_args(GANMode)
 
 Predictions = torch.Tensor | Sequence[torch.Tensor]
+# Each loss scores one logit map, or a list of them (the mean of the per-map losses).
+_SCORES = (LOGITS, MULTISCALE_LOGITS)
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -238,25 +240,25 @@ class GANLoss(nn.Module):
         return f"mode={self.mode!r}{options}"
 
 
-@register_loss()
+@register_loss(scores=_SCORES)
 def vanilla(*, target_real: float = 1.0, target_fake: float = 0.0) -> GANLoss:
     """Binary cross-entropy on logits (pix2pix); target_real < 1 gives one-sided label smoothing."""
     return GANLoss("vanilla", target_real=target_real, target_fake=target_fake)
 
 
-@register_loss()
+@register_loss(scores=_SCORES)
 def lsgan(*, target_real: float = 1.0, target_fake: float = 0.0) -> GANLoss:
     """Least-squares GAN loss (pix2pixHD, CycleGAN): squared error to the labels."""
     return GANLoss("lsgan", target_real=target_real, target_fake=target_fake)
 
 
-@register_loss()
+@register_loss(scores=_SCORES)
 def hinge() -> GANLoss:
     """Hinge loss (SPADE): D minimises relu(1 - real) + relu(1 + fake), G minimises -fake."""
     return GANLoss("hinge")
 
 
-@register_loss()
+@register_loss(scores=_SCORES)
 def wgangp(*, gp_weight: float = 10.0) -> GANLoss:
     """Wasserstein loss with gradient penalty; `penalty()` adds gp_weight * (||grad D|| - 1)^2."""
     return GANLoss("wgangp", gp_weight=gp_weight)

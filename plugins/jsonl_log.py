@@ -12,10 +12,10 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from translate_kit.hookspecs import hookimpl
+from translate_kit.api import hookimpl
 
 if TYPE_CHECKING:
-    from translate_kit.train.trainer import Trainer
+    from translate_kit.api import Trainer
 
 __all__ = ["FILENAME"]
 

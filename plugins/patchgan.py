@@ -29,8 +29,7 @@ from typing import Literal, overload
 import torch
 from torch import nn
 
-from translate_kit.layers import Norm, conv_bias, init_weights, make_norm
-from translate_kit.registry import register_discriminator
+from translate_kit.api import LOGITS, Norm, conv_bias, init_weights, make_norm, register_discriminator
 
 __all__ = [
     "PatchDiscriminator",
@@ -149,6 +148,7 @@ class PatchDiscriminator(_BlockDiscriminator):
         self.in_channels = in_channels
         self.n_layers = n_layers
         self.min_size = 3 * 2**n_layers
+        self.size_multiple = 1
         bias = conv_bias(norm)
         widths = [ndf * min(2**k, _MAX_MULT) for k in range(n_layers + 1)]
         blocks = [nn.Sequential(nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))]
@@ -187,7 +187,7 @@ class PixelDiscriminator(_BlockDiscriminator):
         if min(in_channels, ndf) < 1:
             raise ValueError(f"Expected in_channels and ndf >= 1, got {in_channels}, {ndf}")
         self.in_channels = in_channels
-        self.min_size = 1
+        self.min_size = self.size_multiple = 1
         bias = conv_bias(norm)
         self.blocks = nn.ModuleList(
             [
@@ -201,7 +201,7 @@ class PixelDiscriminator(_BlockDiscriminator):
         self._finish()
 
 
-@register_discriminator()
+@register_discriminator(output=LOGITS, tiny={"ndf": 8})
 def patchgan(*, in_channels: int = 6, ndf: int = 64, n_layers: int = 3, norm: Norm = "batch") -> PatchDiscriminator:
     """PatchGAN discriminator; n_layers 1/3/5 give 16/70/286-pixel patches (3 is the paper's).
 
@@ -220,25 +220,25 @@ def patchgan(*, in_channels: int = 6, ndf: int = 64, n_layers: int = 3, norm: No
     return init_weights(PatchDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm))
 
 
-@register_discriminator()
+@register_discriminator(output=LOGITS, tiny={"ndf": 8})
 def pixelgan(*, in_channels: int = 6, ndf: int = 64, norm: Norm = "batch") -> PixelDiscriminator:
     """1x1 PixelGAN discriminator: judges colours only, no structure (9,024 parameters)."""
     return init_weights(PixelDiscriminator(in_channels=in_channels, ndf=ndf, norm=norm))
 
 
-@register_discriminator()
+@register_discriminator(output=LOGITS, tiny={"ndf": 8})
 def patchgan_16(*, in_channels: int = 6, ndf: int = 64, norm: Norm = "batch") -> PatchDiscriminator:
     """16x16 PatchGAN (n_layers 1, 139,585 parameters)."""
     return patchgan(in_channels=in_channels, ndf=ndf, n_layers=1, norm=norm)
 
 
-@register_discriminator()
+@register_discriminator(output=LOGITS, tiny={"ndf": 8})
 def patchgan_70(*, in_channels: int = 6, ndf: int = 64, norm: Norm = "batch") -> PatchDiscriminator:
     """70x70 PatchGAN (n_layers 3, the paper's choice, 2,768,705 parameters)."""
     return patchgan(in_channels=in_channels, ndf=ndf, n_layers=3, norm=norm)
 
 
-@register_discriminator()
+@register_discriminator(output=LOGITS, tiny={"ndf": 8})
 def patchgan_286(*, in_channels: int = 6, ndf: int = 64, norm: Norm = "batch") -> PatchDiscriminator:
     """286x286 PatchGAN (n_layers 5, 11,159,361 parameters)."""
     return patchgan(in_channels=in_channels, ndf=ndf, n_layers=5, norm=norm)

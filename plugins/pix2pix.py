@@ -9,24 +9,21 @@ choice, slowing D relative to G); then G with D frozen, GAN loss on the fake pai
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
 import torch
 from torch import nn
 
-from translate_kit.method import Method, Parts, StepContext, frozen
-from translate_kit.registry import register_method
+from translate_kit.api import GANLossName, LossOptions, Method, Parts, StepContext, frozen, register_method
 
 __all__ = ["Pix2Pix", "pix2pix"]
 
 
 class Pix2Pix(Method):
-    """Paired cGAN + L1.
+    """Paired cGAN + L1 (networks: G translates, D judges pairs).
 
     Args:
         generator: maps `(B, C_in, H, W)` to `(B, C_out, H, W)`, both in [-1, 1].
         discriminator: maps `(B, C_in + C_out, H, W)` pairs to a logit map.
-        gan_loss: a GAN loss component (`vanilla`, `lsgan`, `hinge`, `wgangp`).
+        gan_loss: an adversarial loss (`vanilla`, `lsgan`, `hinge`, `wgangp`).
         lambda_l1: weight of the L1 term (paper: 100).
         conditional: show D the input beside the output (pix2pix); False gives the paper's
             unconditional "GAN" ablation, where D sees the output alone.
@@ -37,6 +34,7 @@ class Pix2Pix(Method):
     ) -> None:
         super().__init__()
         self.nets = nn.ModuleDict({"G": generator, "D": discriminator})
+        self.roles = {"G": "translate", "D": "adversary"}
         self.gan_loss = gan_loss
         self.lambda_l1 = lambda_l1
         self.conditional = conditional
@@ -79,14 +77,14 @@ class Pix2Pix(Method):
         }
 
 
-@register_method()
+@register_method(tables={"generator": "generator", "discriminator": "discriminator"})
 def pix2pix(
     parts: Parts,
     /,
     *,
     lambda_l1: float = 100.0,
-    gan_mode: str = "vanilla",
-    gan_options: dict[str, Any] | None = None,
+    gan_mode: GANLossName = "vanilla",
+    gan_options: LossOptions = None,
     conditional: bool = True,
 ) -> Pix2Pix:
     """pix2pix (Isola et al. 2017): conditional GAN + lambda * L1 on paired images.
@@ -94,17 +92,12 @@ def pix2pix(
     Args:
         parts: builds the recipe's [generator] and [discriminator] (given by the trainer).
         lambda_l1: weight of the L1 term; the paper uses 100.
-        gan_mode: the GAN loss component: vanilla (the paper's), lsgan, hinge or wgangp.
+        gan_mode: the adversarial loss: vanilla (the paper's), lsgan, hinge or wgangp.
         gan_options: options of that loss, e.g. `{ target_real = 0.9 }` (one-sided label smoothing)
             or `{ gp_weight = 10.0 }` for wgangp.
         conditional: D sees (input, output) pairs; False is the paper's unconditional ablation.
     """
     gan_loss = parts.loss(gan_mode, **(gan_options or {}))
-    if not callable(getattr(gan_loss, "penalty", None)):
-        raise ValueError(
-            f"gan_mode {gan_mode!r} is not a GAN loss (it has no real/fake targets and no penalty); "
-            "use vanilla, lsgan, hinge or wgangp"
-        )
     d_channels = parts.in_channels + parts.out_channels if conditional else parts.out_channels
     return Pix2Pix(
         parts.generator(),

@@ -32,15 +32,30 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.layers import Norm, conv_bias, init_weights, make_norm
-from translate_kit.method import Method, Parts, StepContext, frozen
-from translate_kit.registry import register_discriminator, register_generator, register_method
+from translate_kit.api import (
+    MULTISCALE_LOGITS,
+    ComponentRef,
+    GANLossName,
+    LossOptions,
+    Method,
+    Norm,
+    Parts,
+    StepContext,
+    conv_bias,
+    frozen,
+    init_weights,
+    make_norm,
+    OptionsOf,
+    register_discriminator,
+    register_generator,
+    register_method,
+)
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.resnet import ResidualBlock
 
@@ -207,7 +222,7 @@ class LocalEnhancer(nn.Module):
         return self.back(self.front(x) + coarse)
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 4, "n_downsampling": 2, "n_blocks": 1})
 def global_generator(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_downsampling: int = 4, n_blocks: int = 9,
     norm: Norm = "instance",
@@ -221,7 +236,8 @@ def global_generator(
                                         n_downsampling=n_downsampling, n_blocks=n_blocks, norm=norm))
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 2, "n_local_blocks": 1, "global_ngf": 4, "global_n_downsampling": 2,
+                          "global_n_blocks": 1})
 def local_enhancer(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 32, n_local_blocks: int = 3, global_ngf: int = 64,
     global_n_downsampling: int = 4, global_n_blocks: int = 9, norm: Norm = "instance", train_global: bool = True,
@@ -265,6 +281,7 @@ class MultiscaleDiscriminator(nn.Module):
         if num_d < 1:
             raise ValueError(f"Expected num_d >= 1, got {num_d}")
         self.in_channels, self.num_d = in_channels, num_d
+        self.size_multiple = 1
         self.scales = nn.ModuleList(
             PatchDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm) for _ in range(num_d)
         )
@@ -304,7 +321,7 @@ class MultiscaleDiscriminator(nn.Module):
         return (logits, features) if return_features else logits
 
 
-@register_discriminator()
+@register_discriminator(output=MULTISCALE_LOGITS, tiny={"ndf": 4, "n_layers": 2, "num_d": 2})
 def multiscale(
     *, in_channels: int = 6, ndf: int = 64, n_layers: int = 3, num_d: int = 3, norm: Norm = "instance"
 ) -> MultiscaleDiscriminator:
@@ -406,6 +423,7 @@ class Pix2PixHD(Method):
     ) -> None:
         super().__init__()
         self.nets = nn.ModuleDict({"G": generator, "D": discriminator})
+        self.roles = {"G": "translate", "D": "adversary"}
         self.gan_loss = gan_loss
         self.vgg_loss = vgg_loss
         self.lambda_fm, self.lambda_vgg, self.lambda_l1 = lambda_fm, lambda_vgg, lambda_l1
@@ -457,17 +475,18 @@ class Pix2PixHD(Method):
         return {**scalars, "loss_D_real": loss_d_real.detach(), "loss_D_fake": loss_d_fake.detach()}
 
 
-@register_method()
+@register_method(tables={"generator": "generator", "discriminator": "discriminator"})
 def pix2pixhd(
     parts: Parts,
     /,
     *,
     lambda_fm: float = 10.0,
     lambda_vgg: float = 0.0,
-    vgg_options: dict[str, Any] | None = None,
+    vgg_loss: Annotated[str, ComponentRef("loss")] = "vgg19",
+    vgg_options: Annotated[dict[str, Any] | None, OptionsOf("vgg_loss")] = None,
     lambda_l1: float = 0.0,
-    gan_mode: str = "lsgan",
-    gan_options: dict[str, Any] | None = None,
+    gan_mode: GANLossName = "lsgan",
+    gan_options: LossOptions = None,
 ) -> Pix2PixHD:
     """pix2pixHD (Wang et al. 2018): conditional multiscale GAN + feature matching (+ VGG) on paired images.
 
@@ -476,26 +495,22 @@ def pix2pixhd(
         lambda_fm: weight of the discriminator feature-matching loss; the paper uses 10.
         lambda_vgg: weight of the VGG19 perceptual loss; the paper uses 10. 0 (the default) builds
             no VGG, since its weights must come from a local file.
-        vgg_options: options of the `vgg19` loss, e.g. `{ weights = "vgg19-dcbb9e9d.pth" }`.
+        vgg_loss: the perceptual loss (the paper's `vgg19`).
+        vgg_options: options of that loss, e.g. `{ weights = "vgg19-dcbb9e9d.pth" }`.
         lambda_l1: weight of an L1 term (not in pix2pixHD: 0).
-        gan_mode: the GAN loss component: lsgan (the paper's), vanilla, hinge or wgangp.
+        gan_mode: the adversarial loss: lsgan (the paper's), vanilla, hinge or wgangp.
         gan_options: options of that loss.
     """
     gan_loss = parts.loss(gan_mode, **(gan_options or {}))
-    if not callable(getattr(gan_loss, "penalty", None)):
-        raise ValueError(
-            f"gan_mode {gan_mode!r} is not a GAN loss (it has no real/fake targets and no penalty); "
-            "use lsgan, vanilla, hinge or wgangp"
-        )
     if min(lambda_fm, lambda_vgg, lambda_l1) < 0:
         raise ValueError(f"Expected lambda_fm, lambda_vgg, lambda_l1 >= 0, got {lambda_fm}, {lambda_vgg}, {lambda_l1}")
-    vgg_loss = parts.loss("vgg19", **(vgg_options or {})) if lambda_vgg > 0 else None
+    perceptual = parts.loss(vgg_loss, **(vgg_options or {})) if lambda_vgg > 0 else None
     return Pix2PixHD(
         parts.generator(),
         parts.discriminator(in_channels=parts.in_channels + parts.out_channels),
         gan_loss,
         lambda_fm=lambda_fm,
-        vgg_loss=vgg_loss,
+        vgg_loss=perceptual,
         lambda_vgg=lambda_vgg,
         lambda_l1=lambda_l1,
     )

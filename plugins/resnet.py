@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
-from translate_kit.registry import register_generator
+from translate_kit.api import Norm, check_image_batch, conv_bias, init_weights, make_norm, register_generator
 
 __all__ = ["ResidualBlock", "ResnetGenerator", "resnet", "resnet_6blocks", "resnet_9blocks"]
 
@@ -54,12 +53,14 @@ class ResnetGenerator(nn.Module):
 
     Attributes:
         size_multiple: 4; input heights and widths must be multiples of it.
+        min_size: 8: the residual blocks' reflection padding needs maps of at least 2x2.
 
     Shape:
         (B, in_channels, H, W) -> (B, out_channels, H, W), values in (-1, 1).
     """
 
     size_multiple = 2**_DOWNSAMPLINGS
+    min_size = 2 * size_multiple
 
     def __init__(
         self, *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -99,7 +100,7 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 4, "n_blocks": 1})
 def resnet(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance",
     dropout: float = 0.0,
@@ -109,7 +110,7 @@ def resnet(
                                         n_blocks=n_blocks, norm=norm, dropout=dropout))
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 4})
 def resnet_9blocks(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, norm: Norm = "instance", dropout: float = 0.0
 ) -> ResnetGenerator:
@@ -117,7 +118,7 @@ def resnet_9blocks(
     return resnet(in_channels=in_channels, out_channels=out_channels, ngf=ngf, n_blocks=9, norm=norm, dropout=dropout)
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 4})
 def resnet_6blocks(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, norm: Norm = "instance", dropout: float = 0.0
 ) -> ResnetGenerator:

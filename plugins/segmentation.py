@@ -24,10 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.data.jitter import from_unit_range, to_unit_range
-from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
-from translate_kit.method import Method, Parts, StepContext
-from translate_kit.registry import register_method
+from translate_kit.api import (
+    FACADES,
+    Method,
+    Palette,
+    Parts,
+    StepContext,
+    decode_index_image,
+    decode_palette,
+    encode_palette,
+    from_unit_range,
+    register_method,
+    to_unit_range,
+)
 
 __all__ = ["PALETTES", "Segmentation", "generated_palette", "segmentation"]
 
@@ -46,7 +55,8 @@ def generated_palette(num_classes: int) -> Palette:
 
 
 class Segmentation(Method):
-    """Cross-entropy training of the recipe's [segmenter] on (photo, colour label map) pairs.
+    """Cross-entropy training of the recipe's [segmenter] on (photo, colour label map) pairs; a
+    `PixelClassifier`, so `tkit eval --segmenter` can score with it.
 
     Args:
         segmenter: maps `(B, 3, H, W)` in [-1, 1] to logits `(B, K, H, W)`.
@@ -56,7 +66,7 @@ class Segmentation(Method):
     """
 
     sample_mode = "eval"
-    inference_nets = ("S",)
+    roles = {"S": "translate"}
 
     def __init__(self, segmenter: nn.Module, palette: Palette, max_distance: float, label_format: str) -> None:
         super().__init__()
@@ -68,7 +78,7 @@ class Segmentation(Method):
     def optimizer_groups(self) -> dict[str, list[str]]:
         return {"S": ["S"]}
 
-    def decode(self, label_images: torch.Tensor) -> torch.Tensor:
+    def decode_labels(self, label_images: torch.Tensor) -> torch.Tensor:
         """Class indices `(B, H, W)` (255 = no label) of uint8 label images `(B, C, H, W)`."""
         if self.label_format == "index":
             return decode_index_image(label_images[:, :1], self.palette.num_classes)
@@ -76,7 +86,7 @@ class Segmentation(Method):
 
     def targets(self, label_images: torch.Tensor) -> torch.Tensor:
         """`decode` for label images given in [-1, 1], as the trainer hands them over."""
-        return self.decode(from_unit_range(label_images))
+        return self.decode_labels(from_unit_range(label_images))
 
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
         target = self.targets(batch["B"])
@@ -92,16 +102,16 @@ class Segmentation(Method):
             accuracy = correct.sum() / valid.sum().clamp(min=1)
         return {"loss_CE": loss.detach(), "pixel_accuracy": accuracy.detach()}
 
-    def segment(self, x: torch.Tensor) -> torch.Tensor:
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class indices `(B, H, W)` for photos `(B, 3, H, W)` in [-1, 1]."""
         return self.nets["S"](x).argmax(1)
 
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted label map, coloured in the palette, in [-1, 1] (for sample pages)."""
-        return to_unit_range(encode_palette(self.segment(x), self.palette).to(x.device))
+        return to_unit_range(encode_palette(self.classify(x), self.palette).to(x.device))
 
 
-@register_method()
+@register_method(tables={"segmenter": "segmenter"})
 def segmentation(
     parts: Parts,
     /,

@@ -23,15 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.errors import RecipeError
-from translate_kit.registry import register_segmenter
+from translate_kit.api import RecipeError, register_segmenter
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "FPNSegmenter",
     "Segmenter",
     "deeplabv3_mobilenet_v3_large",
     "deeplabv3_resnet50",
     "fcn_resnet50",
+    "load_state_file",
     "lraspp_mobilenet_v3_large",
     "timm_fpn",
 ]
@@ -46,7 +48,7 @@ def _load_backbone(module: nn.Module, path: str) -> None:
     A file whose names match none of the backbone's (another architecture, or keys with a prefix
     such as "features.") is an error rather than a silent no-op.
     """
-    state = _load_state(path, "backbone_weights")
+    state = load_state_file(path, "backbone_weights")
     shared = set(state) & set(module.state_dict())
     if not shared:
         raise RecipeError(
@@ -56,7 +58,7 @@ def _load_backbone(module: nn.Module, path: str) -> None:
     module.load_state_dict({k: v for k, v in state.items() if k in shared}, strict=False)
 
 
-def _load_state(path: str, what: str) -> dict[str, torch.Tensor]:
+def load_state_file(path: str, what: str) -> dict[str, torch.Tensor]:
     file = Path(path)
     if not file.is_file():
         raise RecipeError(
@@ -110,7 +112,7 @@ def _torchvision(
     if backbone_weights:
         _load_backbone(model.backbone, backbone_weights)
     if weights:
-        model.load_state_dict(_load_state(weights, "weights"))
+        model.load_state_dict(load_state_file(weights, "weights"))
     return Segmenter(model, num_classes)
 
 
@@ -123,7 +125,7 @@ def _no_aux(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
-@register_segmenter()
+@register_segmenter(tiny={"num_classes": 3})
 def fcn_resnet50(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -134,7 +136,7 @@ def fcn_resnet50(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter()
+@register_segmenter(tiny={"num_classes": 3})
 def deeplabv3_resnet50(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -145,7 +147,7 @@ def deeplabv3_resnet50(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter()
+@register_segmenter(tiny={"num_classes": 3})
 def deeplabv3_mobilenet_v3_large(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -156,7 +158,7 @@ def deeplabv3_mobilenet_v3_large(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter()
+@register_segmenter(tiny={"num_classes": 3})
 def lraspp_mobilenet_v3_large(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -197,7 +199,7 @@ class FPNSegmenter(nn.Module):
         return self.classifier(self.smooth(y))
 
 
-@register_segmenter()
+@register_segmenter(tiny={"num_classes": 3, "width": 16})
 def timm_fpn(
     *,
     encoder: str = "resnet18",
@@ -219,5 +221,5 @@ def timm_fpn(
         _load_backbone(net.encoder, backbone_weights)
     segmenter = Segmenter(net, num_classes)
     if weights:
-        net.load_state_dict(_load_state(weights, "weights"))
+        net.load_state_dict(load_state_file(weights, "weights"))
     return segmenter

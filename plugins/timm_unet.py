@@ -42,10 +42,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.errors import RecipeError, did_you_mean
-from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
-from translate_kit.registry import register_generator
-from translate_kit_plugins.segmenters import IMAGENET_MEAN, IMAGENET_STD, _load_state
+from translate_kit.api import (
+    Norm,
+    RecipeError,
+    check_image_batch,
+    conv_bias,
+    did_you_mean,
+    init_weights,
+    make_norm,
+    register_generator,
+)
+from translate_kit_plugins.segmenters import IMAGENET_MEAN, IMAGENET_STD, load_state_file
 
 __all__ = ["DecoderBlock", "TimmUNet", "timm_unet"]
 
@@ -220,7 +227,7 @@ def _load_encoder(encoder: nn.Module, path: str) -> None:
     (another architecture sharing a stem) is an error, not a partial load. timm's feature wrappers
     rename flattened top-level sequences (`stages.0.` -> `stages_0.`), so both spellings are accepted.
     """
-    state = _load_state(path, "encoder_weights")
+    state = load_state_file(path, "encoder_weights")
     wanted = encoder.state_dict()
     found: dict[str, torch.Tensor] = {}
     for key in wanted:
@@ -249,7 +256,7 @@ def _load_encoder(encoder: nn.Module, path: str) -> None:
     encoder.load_state_dict(found, strict=False)
 
 
-@register_generator()
+@register_generator(tiny={"encoder": "resnet10t", "decoder_channels": (16, 8, 8, 8, 8)})
 def timm_unet(
     *,
     encoder: str = "resnet34",

@@ -35,8 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from translate_kit.layers import MatmulConvTranspose2d, Norm, check_image_batch, conv_bias, init_weights, make_norm
-from translate_kit.registry import register_generator
+from translate_kit.api import Norm, check_image_batch, conv_bias, init_weights, make_norm, register_generator
 
 __all__ = ["DownBlock", "UNetGenerator", "UpBlock", "unet", "unet_128", "unet_256"]
 
@@ -99,9 +98,7 @@ class UpBlock(nn.Sequential):
         # used by nothing else.
         self.add_module("act", nn.ReLU(inplace=True))
         bias = True if outermost else conv_bias(norm)
-        # Small maps (eager) and the image layer (compiled inference) run as matrix products on
-        # the CPU (see MatmulConvTranspose2d).
-        self.add_module("conv", MatmulConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias))
+        self.add_module("conv", nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias))
         if outermost:
             self.add_module("tanh", nn.Tanh())
             return
@@ -131,6 +128,7 @@ class UNetGenerator(nn.Module):
 
     Attributes:
         size_multiple: ``2**num_downs``; valid input heights and widths are its multiples.
+        min_size: ``2**num_downs`` too (the bottleneck is then 1x1).
 
     Raises:
         ValueError: an argument is out of range.
@@ -161,7 +159,7 @@ class UNetGenerator(nn.Module):
         self.num_downs = num_downs
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.size_multiple = 2**num_downs
+        self.size_multiple = self.min_size = 2**num_downs
 
         widths = [ngf * min(2**i, _MAX_MULT) for i in range(num_downs)]
         innermost = num_downs - 1
@@ -213,7 +211,7 @@ class UNetGenerator(nn.Module):
         return x
 
 
-@register_generator()
+@register_generator(tiny={"num_downs": 5, "ngf": 8})
 def unet(
     *,
     num_downs: int = 8,
@@ -245,7 +243,7 @@ def unet(
     return init_weights(net)
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 2})
 def unet_256(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, norm: Norm = "batch", dropout: float = 0.5
 ) -> UNetGenerator:
@@ -253,7 +251,7 @@ def unet_256(
     return unet(num_downs=8, in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, dropout=dropout)
 
 
-@register_generator()
+@register_generator(tiny={"ngf": 2})
 def unet_128(
     *, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, norm: Norm = "batch", dropout: float = 0.5
 ) -> UNetGenerator:

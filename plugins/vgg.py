@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate_kit.errors import RecipeError
-from translate_kit.registry import register_loss
+from translate_kit.api import RecipeError, register_loss
 
 __all__ = ["LAYER_WEIGHTS", "SLICE_ENDS", "VGGPerceptualLoss", "load_vgg19_features", "vgg19"]
 
@@ -141,7 +140,7 @@ class VGGPerceptualLoss(nn.Module):
         return loss
 
 
-@register_loss()
+@register_loss(tiny={"allow_random": True})
 def vgg19(*, weights: str = "", allow_random: bool = False) -> VGGPerceptualLoss:
     """VGG19 perceptual loss (pix2pixHD): L1 at relu1_1..relu5_1 weighted 1/32, 1/16, 1/8, 1/4, 1.
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: plugin manager, registry, tiny image folders, quick recipe overrides."""
+"""Shared fixtures: translate-kit's own test kit (`translate_kit.testing`: device, dtype,
+plugin manager, registry, tiny facades, quick overrides), plus the project's own helpers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+pytest_plugins = ["translate_kit.testing"]
+pytest.register_assert_rewrite("translate_kit.testing")  # its checks' asserts explain themselves
+
+from translate_kit.testing import quick_overrides  # noqa: E402, F401 - re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -30,17 +36,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def pm():
-    from translate_kit.plugins import get_plugin_manager
-
-    return get_plugin_manager(disabled=[])
+def pm(tkit_pm):
+    """translate-kit's own plugins only: an unrelated installed plugin cannot change the results."""
+    return tkit_pm
 
 
 @pytest.fixture(scope="session")
-def registry(pm):
-    from translate_kit.registry import Registry
-
-    return Registry.from_plugin_manager(pm)
+def registry(tkit_registry):
+    return tkit_registry
 
 
 def make_structured_pair(seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,28 +69,3 @@ def write_aligned(folder: Path, count: int, size: int, seed: int = 0) -> Path:
         photo, labels = make_structured_pair(seed + i, size)
         write_png(torch.cat([photo, labels], dim=2), str(folder / f"{i + 1}.png"))
     return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_facades(tmp_path_factory) -> Path:
-    """Synthetic facades in the pix2pix layout (photo | label map in the facades palette), 32x32
-    halves: train/ 8 pairs, val/ 1, test/ 1."""
-    from translate_kit.data.synth import write_synth_facades
-
-    root = tmp_path_factory.mktemp("tiny_facades")
-    write_synth_facades(root, count=10, size=32, seed=7)
-    return root
-
-
-def quick_overrides(root: Path, run_dir: Path, *, steps: int = 2) -> list[str]:
-    """--set overrides that shrink any pix2pix-style recipe to a few steps on 32x32 images."""
-    return [
-        f'data.root="{root.as_posix()}"',
-        f'run.dir="{run_dir.as_posix()}"',
-        "data.load_size=36",
-        "data.crop_size=32",
-        "train.batch_size=2",
-        f"train.max_steps={steps}",
-        "train.log_every=1",
-        "train.num_samples=2",
-    ]

@@ -12,7 +12,8 @@ from conftest import RECIPES
 from torch import nn
 from typer.testing import CliRunner
 
-from translate_kit.bench import BenchError, run_bench, time_windows
+from translate_kit.errors import OptionError as BenchError
+from translate_kit_plugins.bench import run_bench, time_windows
 from translate_kit.cli import make_app
 from translate_kit.recipe import load_recipe
 from translate_kit.registry import Registry, register_discriminator, register_generator
@@ -109,7 +110,7 @@ def test_time_windows_interleaves_in_abba_order():
 
 @pytest.fixture(scope="module")
 def app():
-    return make_app()
+    return make_app(plugin_commands=True)  # `tkit bench` is the bench plugin's command
 
 
 def test_cli_json_has_the_documented_keys_and_reports_missing_data(app, tmp_path):

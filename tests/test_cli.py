@@ -55,7 +55,7 @@ def test_help_everywhere(app, command):
         (["generator.name=unet265"], "Unknown generator 'unet265'"),
         (["train.epochs=lots"], "expected int, got 'lots'"),
         (["data.root=/nonexistent/facades"], "does not exist"),
-        (["data.crop_size=48", "data.load_size=48"], "crop_size 48 does not fit network G"),
+        (["data.crop_size=48", "data.load_size=48"], "crop_size 48 gives network G (UNetGenerator) inputs of 48 pixels"),
     ],
 )
 def test_user_errors_are_one_paragraph_exit_1_no_traceback(app, tmp_path, tiny_facades, overrides, expected):

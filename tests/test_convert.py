@@ -17,13 +17,12 @@ from torch import nn
 from typer.testing import CliRunner
 
 from translate_kit.errors import CheckpointError
-from translate_kit_plugins.reference_import import (
-    convert,
+from translate_kit_plugins.reference_import import convert, save_conversion
+from translate_kit_plugins.reference_layouts import (
     detect,
     find_reference_files,
     load_reference_state_dict,
     remap_state_dict,
-    save_conversion,
 )
 
 # ------------------------------------------------------------------------------------------------
@@ -370,8 +369,8 @@ def test_cli_converts_and_translator_reproduces_the_reference(tmp_path, registry
     assert "not given" not in result.output
 
     ckpt = load_checkpoint(out)
-    assert set(ckpt) == {"format", "version", "translate_kit_version", "recipe", "nets", "method_state", "state",
-                         "converted_from"}
+    assert set(ckpt) == {"format", "version", "translate_kit_version", "recipe", "nets", "ema", "method_state",
+                         "state", "converted_from"}
     assert ckpt["state"]["step"] == 0 and ckpt["converted_from"] == str(tmp_path)
     recipe = load_recipe(ckpt["recipe"], registry=registry)  # a complete, valid recipe
     assert recipe.data.options["direction"] == "BtoA" and recipe.components["generator"]["name"] == "unet_128"

@@ -245,7 +245,7 @@ def test_recipe_has_the_papers_settings_and_networks(registry, pm, tmp_path):
         "name": "cyclegan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "pool_size": 50,
         "gan_mode": "lsgan",
     }
-    from translate_kit.train.trainer import RecipeParts
+    from translate_kit.build import RecipeParts
 
     method = registry.build("method", recipe.components["method"], where="test", args=(RecipeParts(recipe, registry),))
     counts = {name: sum(p.numel() for p in net.parameters()) for name, net in method.nets.items()}

@@ -234,7 +234,7 @@ def test_launch_environment_and_devices():
 
 
 def _build_method(recipe, registry) -> torch.nn.Module:
-    from translate_kit.train.trainer import RecipeParts
+    from translate_kit.build import RecipeParts
 
     return registry.build("method", recipe.components["method"], args=(RecipeParts(recipe, registry),),
                           where=recipe.where("method"))
@@ -283,7 +283,8 @@ def _driver(data: Path, out: Path) -> None:
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.registry import Registry
     from translate_kit.train.distributed import process_group
-    from translate_kit.train.trainer import Trainer, unwrap
+    from translate_kit.method import unwrap
+    from translate_kit.train.trainer import Trainer
 
     torch.set_num_threads(1)  # as torchrun's OMP_NUM_THREADS=1 gives the CLI run: the same kernels, the same bits
 

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from translate_kit.cli import make_app
 from translate_kit.errors import CheckpointError
-from translate_kit.export import EXPORT_FORMAT, ExportError, export_model, load_export
+from translate_kit.errors import ExportError
+from translate_kit.export import export_model
+from translate_kit.train.checkpoint import EXPORT_FORMAT, load_export
 from translate_kit.inference import Translator
 from translate_kit.recipe import load_recipe
 from translate_kit.train.trainer import Trainer
@@ -41,10 +43,10 @@ def test_safetensors_export_holds_only_the_generator_and_translates_identically(
     description = json.loads(written[1].read_text())
     assert description["format"] == EXPORT_FORMAT and description["nets"] == ["G"]
     assert description["input"]["channels"] == 3 and description["input"]["size_multiple"] == 32
-    _, loaded = load_export(written[0])
+    loaded = load_export(written[0])
     original = Translator.from_checkpoint(run, device="cpu", registry=registry)
-    assert set(loaded["nets"]) == {"G"}
-    assert loaded["nets"]["G"].keys() == original.method.nets["G"].state_dict().keys()
+    assert set(loaded.nets) == {"G"}
+    assert loaded.nets["G"].keys() == original.method.nets["G"].state_dict().keys()
     # The export is a fraction of the checkpoint: no discriminator, no optimiser state.
     checkpoint = next((run / "checkpoints").glob("step_*.pt"))
     assert written[0].stat().st_size < checkpoint.stat().st_size / 2

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +38,14 @@ from translate_kit.eval import (
 FACADES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "facades"
 
 # Tolerances of the library against the NumPy references. Both compute in float64 from the same input
-# values (the library upcasts every input dtype), so only rounding differs: SSIM's one-pass moments
-# E[x^2] - mu^2 against the reference's centred two-pass moments cost a few ulps of the variance.
+# values (the library upcasts every input dtype before kornia sees it), so only rounding differs: SSIM's
+# one-pass moments E[x^2] - mu^2 (kornia's) against the reference's centred two-pass moments cost a few
+# ulps of the variance.
 TOL = {
     "l1": {"rtol": 1e-12, "atol": 1e-14},
     "mse": {"rtol": 1e-12, "atol": 1e-14},
     "psnr": {"rtol": 1e-11, "atol": 1e-10},
     "ssim": {"rtol": 1e-9, "atol": 1e-10},
-    "kornia_ssim": {"rtol": 1e-9, "atol": 1e-10},  # kornia also in float64, same definition
     "closed_form": {"rtol": 1e-12, "atol": 1e-12},
 }
 INPUT_DTYPES = [torch.float64, torch.float32, torch.float16]
@@ -148,19 +150,38 @@ def test_ssim_parameters_match_numpy(data_range, size, sigma):
     )
 
 
-def test_ssim_equals_kornia_valid_padding():
-    """The library's SSIM is kornia's 'valid' SSIM map (no eps) averaged: the standard definition."""
-    kornia_ssim = pytest.importorskip("kornia.metrics").ssim
-
+@pytest.mark.parametrize(("data_range", "size"), [(1.0, 11), (255.0, 7)])
+def test_ssim_sigma_paths_agree_at_kornias_sigma(data_range, size):
+    """sigma 1.5 is `kornia.metrics.ssim` itself; any other sigma is assembled from kornia's Gaussian kernel
+    and `filter2d_separable`. The two paths must meet: a sigma one ulp off 1.5 takes the second path and
+    must give kornia's score, and both must be the NumPy reference."""
     pred, target = pair(2, shape=(2, 3, 24, 24))
-    expected = kornia_ssim(pred, target, 11, max_val=1.0, eps=0.0, padding="valid").mean(dim=(1, 2, 3))
-    assert_close(ssim(pred, target), expected, **TOL["kornia_ssim"])
+    pred, target = pred * data_range, target * data_range
+    at_kornia_sigma = ssim(pred, target, data_range, size, 1.5)
+    one_ulp_off = ssim(pred, target, data_range, size, math.nextafter(1.5, 2.0))
+    assert_close(one_ulp_off, at_kornia_sigma, rtol=0, atol=1e-13)
+    expected = torch.from_numpy(np_ssim(pred.numpy(), target.numpy(), data_range, size, 1.5))
+    assert_close(at_kornia_sigma, expected, **TOL["ssim"])
+
+
+def test_metrics_import_does_not_import_kornia():
+    """kornia costs ~0.3 s to import: it is imported when SSIM is first computed, not with the module."""
+    code = (
+        "import sys, torch\n"
+        "import translate_kit.eval.metrics as m\n"
+        "assert 'kornia' not in sys.modules, 'imported with the module'\n"
+        "m.ssim(torch.zeros(1, 1, 11, 11), torch.zeros(1, 1, 11, 11))\n"
+        "assert 'kornia' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_identical_images_give_inf_psnr_and_unit_ssim():
     x, _ = pair(3, shape=(2, 3, 16, 16))
     assert psnr(x, x).tolist() == [math.inf, math.inf]
     assert_close(ssim(x, x), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-15)
+    assert_close(ssim(x, x, sigma=1.0), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-15)  # non-kornia sigma
     assert l1(x, x).tolist() == [0.0, 0.0] and mse(x, x).tolist() == [0.0, 0.0]
 
 

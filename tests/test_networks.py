@@ -277,7 +277,7 @@ def test_unet_output_range_and_dropout_is_random_in_train_mode():
     ],
 )
 def test_small_map_transposed_convolution_is_the_same_function_with_the_same_gradients(options):
-    from translate_kit.layers import MatmulConvTranspose2d
+    from translate_kit.accel import MatmulConvTranspose2d
 
     torch.manual_seed(0)
     fast = MatmulConvTranspose2d(6, 5, **options)
@@ -296,7 +296,7 @@ def test_small_map_transposed_convolution_is_the_same_function_with_the_same_gra
 
 
 def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monkeypatch):
-    from translate_kit.layers import MatmulConvTranspose2d
+    from translate_kit.accel import MatmulConvTranspose2d
 
     conv = MatmulConvTranspose2d(2, 2, 4, stride=2, padding=1)
     calls = []
@@ -310,7 +310,7 @@ def test_small_map_transposed_convolution_leaves_large_maps_to_the_library(monke
 
 
 def test_small_map_transposed_convolution_keeps_the_autocast_dtype():
-    from translate_kit.layers import MatmulConvTranspose2d
+    from translate_kit.accel import MatmulConvTranspose2d
 
     fast = MatmulConvTranspose2d(4, 3, 4, stride=2, padding=1)
     plain = torch.nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1)
@@ -349,14 +349,14 @@ def test_in_place_encoder_activation_changes_neither_outputs_nor_gradients():
 
 
 def test_compiled_inference_runs_only_thin_transposed_convolutions_by_phases(monkeypatch):
-    import translate_kit.layers as layers
+    import translate_kit.accel as accel
 
     calls = []
-    by_phases = layers.transposed_conv_by_phases
-    monkeypatch.setattr(layers, "transposed_conv_by_phases", lambda *args: calls.append(args[0].shape) or by_phases(*args))
+    by_phases = accel.transposed_conv_by_phases
+    monkeypatch.setattr(accel, "transposed_conv_by_phases", lambda *args: calls.append(args[0].shape) or by_phases(*args))
     torch.manual_seed(0)
-    thin = layers.MatmulConvTranspose2d(8, 3, 4, stride=2, padding=1)  # 3 * 16 = 48 rows of W^T
-    wide = layers.MatmulConvTranspose2d(8, 5, 4, stride=2, padding=1)  # 80 rows: oneDNN's kernel
+    thin = accel.MatmulConvTranspose2d(8, 3, 4, stride=2, padding=1)  # 3 * 16 = 48 rows of W^T
+    wide = accel.MatmulConvTranspose2d(8, 5, 4, stride=2, padding=1)  # 80 rows: oneDNN's kernel
     x = torch.randn(2, 8, 16, 16)
     for conv in (thin, wide):
         expected = torch.nn.functional.conv_transpose2d(x, conv.weight, conv.bias, stride=2, padding=1)

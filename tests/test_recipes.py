@@ -56,7 +56,7 @@ def test_overrides_are_typed(tmp_path, registry):
 @pytest.mark.parametrize(
     ("text", "overrides", "expected"),
     [
-        (MINIMAL + "[trian]\nepochs = 1\n", [], "unknown table [trian]. Did you mean 'train'?"),
+        (MINIMAL + "[trian]\nepochs = 1\n", [], "[trian]: unknown table. Did you mean 'train'?"),
         (MINIMAL, ["train.epoch=3"], "--set train.epoch=3: unknown key 'epoch'. Did you mean 'epochs'?"),
         (MINIMAL, ["train.epochs=many"], "--set train.epochs=many, key 'epochs': expected int, got 'many' (str)"),
         (MINIMAL, ["train.precision=fp8"], "expected one of 'auto', 'fp32', 'bf16', 'fp16', got 'fp8'"),

@@ -148,7 +148,7 @@ def test_pix2pix_trains_with_a_timm_unet(registry, pm, tiny_facades, tmp_path):
 
     # At crop 32 a resnet18 encoder ends at 1x1, too small for its batch norms on one sample image.
     recipe = load_recipe(recipe_path, overrides, registry=registry)
-    with pytest.raises(RecipeError, match="crop_size 32 is smaller than the 64 pixels network G \\(timm_unet\\)"):
+    with pytest.raises(RecipeError, match="crop_size 32 gives network G \\(TimmUNet\\) inputs of 32 pixels, fewer than the 64"):
         Trainer(recipe, registry=registry, pm=pm, device="cpu")
 
     recipe = load_recipe(recipe_path, [*overrides, "data.load_size=72", "data.crop_size=64"], registry=registry)

@@ -19,12 +19,14 @@ from translate_kit.cli import make_app
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.data.synth import render_facade
 from translate_kit.errors import CheckpointError, DataError
-from translate_kit.inference import InferenceError, Translator, expand_inputs, translate_files
+from translate_kit.errors import InferenceError
+from translate_kit.inference import Translator, expand_inputs, translate_files
 from translate_kit.method import Method
 from translate_kit.pages import to_uint8
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
-from translate_kit.train.trainer import RecipeParts, Trainer
+from translate_kit.build import RecipeParts
+from translate_kit.train.trainer import Trainer
 
 TINY_UNET = ["generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8"]
 
@@ -285,8 +287,9 @@ class LocalMethod(Method):
         torch.manual_seed(0)
         net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
                             nn.Conv2d(8, 3, 3, padding=1), nn.Tanh())
-        net.size_multiple = 4
+        net.size_multiple, net.min_size = 4, 0
         self.nets = nn.ModuleDict({"G": net})
+        self.roles = {"G": "translate"}
 
 
 def test_tiling_is_exact_when_the_receptive_field_fits_in_the_overlap():

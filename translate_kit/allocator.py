@@ -5,17 +5,16 @@ glibc's malloc serves large blocks with `mmap` and returns them to the kernel wi
 they are freed (and trims the heap's top beyond a threshold). A training step allocates and frees
 hundreds of megabytes of activations and gradients, so with those defaults every step gets fresh
 pages from the kernel, which zero-fills each one on first touch. Raising the two thresholds keeps
-freed blocks in the heap for the next step to reuse. Measured on the 2-core development machine
-(pix2pix, unet_256, batch 1, 256 px, three pairs of fresh processes): 0.87, 0.91 and 0.82
-steps/s with glibc's defaults against 1.03, 0.99 and 0.95 with this (docs/benchmarks.md).
+freed blocks in the heap for the next step to reuse: training steps run faster on the CPU, at a
+small cost in peak memory (both measured in docs/benchmarks.md).
 
-It is a process-wide setting of the C library, applied by the trainer on the CPU (inference, with
-smaller and fewer blocks, keeps malloc's defaults). Kept blocks cost memory where they cannot be
-reused: three pairs of fresh processes at batch 4 peaked at 2.04-2.08 GiB with it and 1.94-2.01
-without. The trainer takes most of that back by making Adam's moments before the first step
-(`trainer.allocate_adam_state`), so they do not land in the holes of the first step's
-activations (docs/benchmarks.md). Set `TRANSLATE_KIT_KEEP_FREED_MEMORY=0` to leave malloc as it
-is. Elsewhere than Linux with glibc it does nothing.
+It is a process-wide setting of the C library, so it is the business of the command that owns
+the process, not of a library object: `tkit train` sets it when it trains on the CPU (and
+`tkit bench` for what it times); inference, with smaller and fewer blocks, keeps malloc's
+defaults. The trainer takes back most of the memory cost by making Adam's moments before the
+first step (`optim.allocate_adam_state`), so they do not land in the holes of the first step's
+activations. Set `TRANSLATE_KIT_KEEP_FREED_MEMORY=0` to leave malloc as it is. Elsewhere than
+Linux with glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["ENV_VAR", "keep_freed_memory", "release_freed_memory"]
+__all__ = ["ENV_VAR", "keep_freed_memory"]
 
 ENV_VAR = "TRANSLATE_KIT_KEEP_FREED_MEMORY"
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 _KEEP = 1 << 30  # blocks up to 1 GiB come from the heap, and up to 1 GiB of free top is kept
-_GLIBC_INITIAL = 128 * 1024  # glibc's initial thresholds (it adjusts them later unless set)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -55,14 +53,3 @@ def keep_freed_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
-
-
-def release_freed_memory() -> bool:
-    """Set glibc's thresholds back to their initial values and return free memory to the kernel
-    (for benchmarks that compare against code running with malloc's defaults)."""
-    libc = _libc()
-    if libc is None:
-        return False
-    ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_INITIAL)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_INITIAL))
-    libc.malloc_trim(0)
-    return ok

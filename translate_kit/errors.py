@@ -13,8 +13,12 @@ from collections.abc import Iterable
 __all__ = [
     "CheckpointError",
     "DataError",
+    "ExportError",
+    "InferenceError",
+    "OptionError",
     "PluginError",
     "RecipeError",
+    "RunFolderError",
     "TrainingError",
     "TranslateKitError",
     "UnknownComponentError",
@@ -47,7 +51,25 @@ class TrainingError(TranslateKitError):
 
 
 class CheckpointError(TranslateKitError):
-    """A checkpoint or run folder is missing, corrupt, or not translate-kit's."""
+    """A checkpoint or run folder is missing, corrupt, or not translate-kit's, or a checkpoint
+    cannot be written (a full disk)."""
+
+
+class RunFolderError(CheckpointError):
+    """A run folder cannot be used: another process trains in it, or it would lose work."""
+
+
+class InferenceError(TranslateKitError, ValueError):
+    """An inference option does not fit the model (e.g. a tile size that is not a multiple of its
+    `size_multiple`)."""
+
+
+class ExportError(TranslateKitError):
+    """The model cannot be exported as asked (a missing optional package, an untraceable network)."""
+
+
+class OptionError(TranslateKitError, ValueError):
+    """A command option has a value that cannot work (an empty list of batch sizes, zero windows)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

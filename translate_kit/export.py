@@ -5,13 +5,18 @@ too), optimiser states, random states. Deployment needs only the networks `trans
 method's `inference_nets`) and the recipe that rebuilds them:
 
 - `format="safetensors"` writes `NAME.safetensors` (tensors only, no pickle; keys `"<net>.<key>"`)
-  and beside it `NAME.safetensors.json` (format marker, resolved recipe, network names, step).
+  and beside it `NAME.safetensors.json` (format marker, resolved recipe, network names, step);
+  the format itself lives in `translate_kit.train.checkpoint` with the checkpoint format.
   `tkit translate` and `Translator.from_checkpoint` accept either file, or the folder holding
   `model.safetensors` and its JSON.
 - `format="onnx"` writes `NAME.onnx`, the eval-mode translation (dropout off, batch norm with its
-  running statistics) of float32 `(B, C_in, H, W)` images in [-1, 1] to `(B, C_out, H, W)` in
-  [-1, 1], with dynamic batch, height and width (multiples of the generator's `size_multiple`), and
-  `NAME.onnx.json` beside it so a deployment knows channels, value range and size multiple.
+  running statistics) of float32 `(B, C_in, H, W)` images in [-1, 1] to `(B, C_out, s H, s W)` in
+  [-1, 1] (`s` the method's scale), with dynamic batch, height and width (multiples of the
+  method's `size_multiple`), and `NAME.onnx.json` beside it so a deployment knows channels, value
+  range, size multiple and scale.
+
+Both hold the moving averages of the weights when the run kept them (`train.ema_decay`), unless
+`use_ema=False` (`tkit export --no-ema`).
   pix2pix's paper-mode test time (dropout on, per-image batch statistics) is not exported: an ONNX
   graph is a fixed function.
 
@@ -21,59 +26,38 @@ method's `inference_nets`) and the recipe that rebuilds them:
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from translate_kit import __version__
-from translate_kit.errors import CheckpointError, TranslateKitError
+from translate_kit.errors import ExportError
+from translate_kit.train.checkpoint import description_path, export_description, write_description, write_export
 
-__all__ = ["EXPORT_FORMAT", "ExportError", "export_model", "load_export", "is_export"]
+__all__ = ["export_model"]
 
-EXPORT_FORMAT = "translate-kit/export"
-EXPORT_VERSION = 1
 Format = Literal["safetensors", "onnx"]
-
-
-class ExportError(TranslateKitError):
-    """The model cannot be exported as asked (a missing optional package, an untraceable network)."""
 
 
 def _describe(translator: Any, fmt: str, source: Path) -> dict[str, Any]:
     """The JSON written beside an export: enough to rebuild, feed and read the model."""
-    method = translator.method
-    return {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "translate_kit_version": __version__,
-        "weights_format": fmt,
-        "source": str(source),
-        "step": translator.step,
-        "nets": list(method.inference_nets),
-        "input": {
+    return export_description(
+        translator.recipe.to_dict(),
+        list(translator.method.translate_nets),
+        fmt,
+        source=str(source),
+        step=translator.step,
+        averaged_weights=translator.averaged,
+        input={
             "channels": translator.in_channels,
             "range": [-1.0, 1.0],
             "layout": "NCHW float32",
             "size_multiple": translator.size_multiple,
             "min_size": translator.min_size,
         },
-        "recipe": translator.recipe.to_dict(),
-    }
-
-
-def description_path(weights: Path) -> Path:
-    """The JSON beside an export: `model.safetensors` -> `model.safetensors.json` (one per format,
-    so a safetensors and an ONNX export of the same name do not overwrite each other's)."""
-    return weights.with_name(weights.name + ".json")
-
-
-def _write_json(description: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+        output={"scale": translator.scale, "range": [-1.0, 1.0]},
+    )
 
 
 def export_model(
@@ -85,6 +69,7 @@ def export_model(
     opset: int | None = None,
     dynamic: bool = True,
     example_size: int | None = None,
+    use_ema: bool = True,
 ) -> list[Path]:
     """Export the inference networks of `checkpoint` (a file or run folder) to `output`.
 
@@ -97,7 +82,8 @@ def export_model(
         opset: ONNX opset (default: the exporter's).
         dynamic: ONNX: dynamic batch, height and width; False fixes the example's shape.
         example_size: ONNX: side of the square example image traced (default: the recipe's
-            crop size, rounded up to the size multiple).
+            crop size over the scale, rounded up to the size multiple).
+        use_ema: export the moving averages of the weights when the checkpoint has them.
 
     Returns:
         The files written: the weights (or graph) and the JSON description.
@@ -109,7 +95,7 @@ def export_model(
     """
     from translate_kit.inference import Translator
 
-    translator = Translator.from_checkpoint(checkpoint, device="cpu", mode="eval", registry=registry)
+    translator = Translator.from_checkpoint(checkpoint, device="cpu", mode="eval", registry=registry, use_ema=use_ema)
     output = Path(output)
     expected = ".safetensors" if fmt == "safetensors" else ".onnx"
     if output.suffix != expected:
@@ -121,30 +107,19 @@ def export_model(
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "safetensors":
-            _save_safetensors(translator.method, output)
+            nets = {name: translator.method.nets[name].state_dict() for name in translator.method.translate_nets}
+            write_export(nets, output, description)
         else:
             shape = _save_onnx(translator, output, opset=opset, dynamic=dynamic, example_size=example_size)
             if shape is not None:
                 description["input"]["shape"] = shape  # a static graph takes this shape only
-        _write_json(description, written[1])
+            write_description(description, written[1])
     except OSError as exc:
         for path in written:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
         raise ExportError(f"Cannot write {output}: {exc.strerror or exc}. Choose another --output.") from None
     return written
-
-
-def _save_safetensors(method: nn.Module, output: Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for name in method.inference_nets:
-        for key, value in method.nets[name].state_dict().items():
-            tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
-    tmp = output.with_name(f".{output.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
-    tmp.replace(output)
 
 
 class _EvalTranslation(nn.Module):
@@ -171,7 +146,7 @@ def _save_onnx(
             "with `pip install 'translate-kit[onnx]'`."
         ) from None
     multiple, channels = translator.size_multiple, translator.in_channels
-    side = example_size or translator.recipe.data.crop_size
+    side = example_size or translator.recipe.data.crop_size // translator.scale
     side = -(-max(side, translator.min_size, 1) // multiple) * multiple
     batch = 1
     if dynamic:
@@ -208,62 +183,3 @@ def _save_onnx(
     program.save(str(tmp))  # disk errors surface as OSError: export_model reports them as such
     tmp.replace(output)
     return None if dynamic else list(example.shape)
-
-
-def is_export(path: Path) -> bool:
-    """Whether `path` names an export: its `.safetensors` or `.json` file, or a folder holding
-    `model.safetensors.json` (what `tkit export` writes by default)."""
-    path = Path(path)
-    if path.is_dir():
-        return (path / "model.safetensors.json").is_file()
-    return path.suffix in (".safetensors", ".json")
-
-
-def load_export(path: Path) -> tuple[Path, dict[str, Any]]:
-    """Read a safetensors export as a checkpoint-like dict (`recipe`, `nets`, `state`).
-
-    Raises:
-        CheckpointError: a missing file, a JSON that is not an export description, an ONNX export
-            (which translate-kit runs through onnxruntime, not this loader), or weights that do
-            not load.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    json_path = path if path.suffix == ".json" else description_path(path)
-    if not json_path.is_file():
-        raise CheckpointError(
-            f"{path} looks like an export, but its description {json_path} is missing; `tkit export` writes "
-            "both files side by side. Export again, or pass a training checkpoint."
-        )
-    try:
-        description = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Cannot read the export description {json_path}: {exc}.") from None
-    if not isinstance(description, dict) or description.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(
-            f"{json_path} is not a translate-kit export description (no '{EXPORT_FORMAT}' marker)."
-        )
-    version = description.get("version", 0)
-    if not isinstance(version, int) or version > EXPORT_VERSION:
-        raise CheckpointError(f"{json_path} was written by a newer translate-kit; upgrade.")
-    if description.get("weights_format") != "safetensors":
-        raise CheckpointError(
-            f"{json_path} describes an {description.get('weights_format')} export; translate-kit translates "
-            "with training checkpoints or safetensors exports (run the ONNX file with onnxruntime)."
-        )
-    weights = json_path.with_suffix("")  # model.safetensors.json -> model.safetensors
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        flat = load_file(str(weights))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"Cannot load the weights {weights}: {exc}. The file is missing or damaged.") from None
-    nets: dict[str, dict[str, torch.Tensor]] = {name: {} for name in description.get("nets", [])}
-    for key, tensor in flat.items():
-        net, _, rest = key.partition(".")
-        if net not in nets:
-            raise CheckpointError(f"{weights} holds weights of network {net!r}, which its description does not list.")
-        nets[net][rest] = tensor
-    return weights, {"recipe": description.get("recipe"), "nets": nets, "state": {"step": description.get("step")}}

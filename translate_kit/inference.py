@@ -1,13 +1,14 @@
 """Inference: translate images of any size with a trained checkpoint.
 
 A checkpoint carries its resolved recipe, so `Translator.from_checkpoint` rebuilds exactly the
-networks that were trained (no flag has to match the training run) and loads their weights. The
-translator takes images of any height and width and returns outputs of the same size:
+networks that were trained (no flag has to match the training run) and loads their weights (the
+moving averages, when the run kept them). The translator takes images of any height and width and
+returns outputs of that size times the method's scale (`Method.geometry`; 1 for pix2pix):
 
 - inputs are converted to the channels the model was trained on (gray <-> RGB);
 - each image is padded by reflection, centred (half the padding on each side, the odd pixel on
-  the right/bottom), up to the generator's `size_multiple` (a U-Net with 8 levels needs multiples
-  of 256), and the output is cropped back. Where an image is smaller than its padding, which
+  the right/bottom), up to the method's `size_multiple` (a U-Net with 8 levels needs multiples
+  of 256), and the output is cropped back (by scale times the padding). Where an image is smaller than its padding, which
   reflection cannot fill, the border pixels are replicated instead;
 - very large images can be translated in tiles (`tile`, `overlap`), so memory stays bounded. In
   each overlap one tile fades out as the next fades in (a raised cosine over the middle half of
@@ -32,11 +33,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import glob
 import math
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,65 +43,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from translate_kit.accel import accelerate, compiled_nets, eval_copy
+from translate_kit.build import autocast_dtype, build_method, select_device, uses_channels_last
 from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
-from translate_kit.errors import CheckpointError, DataError, TranslateKitError
-from translate_kit.layers import fold_batchnorm
+from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError
 from translate_kit.method import Method, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
-from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint, newest_checkpoint
-from translate_kit.train.trainer import RecipeParts, autocast_dtype, select_device, uses_channels_last
+from translate_kit.train.checkpoint import read_model
 
 if TYPE_CHECKING:
     from translate_kit.registry import Registry
 
-__all__ = [
-    "InferenceError",
-    "Translator",
-    "axis_windows",
-    "compiled_nets",
-    "eval_copy",
-    "expand_inputs",
-    "tile_starts",
-    "translate_files",
-]
+__all__ = ["Translator", "axis_windows", "expand_inputs", "tile_starts", "translate_files"]
 
 Mode = Literal["paper", "eval"]
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as `to_channels` uses for uint8 images
-
-
-class InferenceError(TranslateKitError, ValueError):
-    """An inference option does not fit the model (e.g. a tile size that is not a multiple of its
-    `size_multiple`)."""
-
-
-def _load(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint `path` names, loaded: the file itself, or the newest `step_*.pt` of a run
-    folder (in `path/checkpoints`, or directly in `path`) that loads."""
-    from translate_kit.export import is_export, load_export
-
-    path = Path(path)
-    if is_export(path):
-        return load_export(path)
-    if path.is_dir():
-        for folder in (path / "checkpoints", path):
-            if checkpoint_paths(folder):
-                found = newest_checkpoint(folder)
-                assert found is not None
-                return found
-        raise CheckpointError(
-            f"{path} is a folder but holds no checkpoint (looked for step_*.pt in {path / 'checkpoints'} and in "
-            f"{path}); pass a run folder of `tkit train` or one of its checkpoint files."
-        )
-    if not path.exists():
-        raise CheckpointError(f"Checkpoint {path} does not exist; pass a checkpoint file or a run folder.")
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; say so before torch's long story
-        raise CheckpointError(
-            f"{path} is not a translate-kit checkpoint: it is not a torch.save archive (the file is corrupt, "
-            "truncated, or of another format). Pass a file from a run's checkpoints/ folder, or the run folder."
-        )
-    return path, load_checkpoint(path)
 
 
 def tile_starts(length: int, tile: int, step: int) -> list[int]:
@@ -199,62 +156,6 @@ def _same_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype
 
 
-def _generator_limits(method: Method) -> tuple[int, int]:
-    """(size_multiple, min_size) the generators (nets named G*) need; 1 and 0 when they say nothing."""
-    multiple, minimum = int(getattr(method, "size_multiple", 1)), int(getattr(method, "min_size", 0))
-    for name, net in method.nets.items():
-        if name.startswith("G"):
-            multiple = math.lcm(multiple, int(getattr(net, "size_multiple", 1)))
-            minimum = max(minimum, int(getattr(net, "min_size", 0)))
-    return multiple, minimum
-
-
-def eval_copy(method: Method) -> Method:
-    """A copy of `method` for eval-mode inference: its `inference_nets` in eval mode with batch norm
-    folded into the convolutions (`layers.fold_batchnorm`); the other networks (discriminators)
-    are shared, not copied. Translating with it equals eval-mode `method.translate` to float
-    rounding, with a pass over each feature map fewer per norm."""
-    shared = {id(net): net for name, net in method.nets.items() if name not in method.inference_nets}
-    with torch.inference_mode(False):  # real parameters, even when called under inference_mode
-        clone = copy.deepcopy(method, memo=shared)
-        for name in method.inference_nets:
-            fold_batchnorm(clone.nets[name].eval())
-    return clone
-
-
-def compiled_nets(method: Method) -> Method:
-    """A shallow copy of `method` whose `inference_nets` run through `torch.compile` with
-    inductor's freezing (for inference only: weights become constants of the compiled code).
-
-    The compiled wrappers hold the very modules of `method`, so `test_time` on `method` still
-    switches their modes (paper mode's dropout and batch statistics); the caller must make a new
-    one when the weights change.
-    """
-    clone = copy.copy(method)
-    clone._modules = dict(method._modules)  # the copy's own module table: `nets` is replaced below
-    clone.nets = torch.nn.ModuleDict(
-        {name: _FrozenCompiled(net) if name in method.inference_nets else net for name, net in method.nets.items()}
-    )
-    return clone
-
-
-class _FrozenCompiled(torch.nn.Module):
-    """`torch.compile(net)` whose compilations (the first call, and each new input size) run with
-    inductor's `freezing` on. The setting must be in inductor's config while compiling: passed as
-    `torch.compile(options=...)` it is not applied (measured: 4.0 images/s against 9.0 for
-    unet_256 at 256 px on 2 CPU cores, slower than eager)."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.compiled = torch.compile(net)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        from torch._inductor import config
-
-        with config.patch(freezing=True):
-            return self.compiled(*args, **kwargs)
-
-
 class Translator:
     """Translate images with a method's generator; see the module docstring.
 
@@ -283,7 +184,9 @@ class Translator:
             docs/benchmarks.md). Worth it for many images.
 
     Attributes:
+        geometry: the method's `Geometry`: output scale, and the input sizes it takes.
         size_multiple: padded sizes are multiples of this (the generator's stride product).
+        min_size: padded sizes are at least this.
         in_channels: channels the model takes; 1- and 3-channel inputs are converted to it.
 
     Tiling gives the untiled result exactly only for a network whose receptive field reaches less
@@ -314,7 +217,10 @@ class Translator:
         self.recipe, self.mode, self.seed, self.batch_size = recipe, mode, seed, batch_size
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.in_channels = recipe.data.in_channels
-        self.size_multiple, self.min_size = _generator_limits(method)
+        self.geometry = method.geometry()
+        self.size_multiple, self.min_size, self.scale = (
+            self.geometry.size_multiple, self.geometry.min_size, self.geometry.scale,
+        )
         if tile is not None:
             m = self.size_multiple
             if tile < m or tile % m:
@@ -333,8 +239,10 @@ class Translator:
         self.channels_last = uses_channels_last(recipe.train.memory_format, self.device)
         self.autocast_dtype = autocast_dtype(recipe.train.precision, self.device)
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        accelerate(method, self.device)
         self.method = method.to(self.device, memory_format=fmt)
         self.checkpoint: Path | None = None  # set by from_checkpoint
+        self.averaged = False  # translating with moving averages of the weights (from_checkpoint)
         self._folded: tuple[tuple[tuple[int, int], ...], Method] | None = None  # see _runner
         self.step: int | None = None  # optimisation steps of the loaded weights
 
@@ -347,6 +255,7 @@ class Translator:
         mode: Mode = "eval",
         registry: Registry | None = None,
         pm: Any | None = None,
+        use_ema: bool = True,
         **options: Any,
     ) -> Translator:
         """Load a checkpoint file, or the newest checkpoint of a run folder.
@@ -362,15 +271,16 @@ class Translator:
             registry: the components to build from (default: from `pm`).
             pm: the plugin manager whose registry is used when `registry` is None (default: all
                 installed plugins).
+            use_ema: translate with the moving averages of the weights (`train.ema_decay`) when
+                the checkpoint has them; False: the trained weights themselves.
             **options: `seed`, `batch_size`, `tile`, `overlap`, `compile` (see the class docstring).
 
         Raises:
             CheckpointError: the file is missing, not a translate-kit checkpoint, its recipe does not
                 build with the installed plugins, or its weights do not fit the networks.
         """
-        file, ckpt = _load(path)
-        if not isinstance(ckpt.get("recipe"), dict) or not isinstance(ckpt.get("nets"), dict):
-            raise CheckpointError(f"{file} has no recipe or no network weights; it is not a usable checkpoint.")
+        saved = read_model(path)
+        file = saved.path
         if registry is None:
             from translate_kit.plugins import get_plugin_manager
             from translate_kit.registry import Registry
@@ -378,24 +288,22 @@ class Translator:
             registry = Registry.from_plugin_manager(pm if pm is not None else get_plugin_manager())
         try:
             # No registry here: the dataset the run trained on need not be installed to translate.
-            recipe = dataclasses.replace(load_recipe(ckpt["recipe"]), source=f"{file} (stored recipe)")
+            recipe = dataclasses.replace(load_recipe(saved.recipe), source=f"{file} (stored recipe)")
             # Building initialises weights randomly; keep the caller's random state as it was.
             with torch.random.fork_rng(devices=[]):
-                method = registry.build(
-                    "method", recipe.components["method"], where=recipe.where("method"),
-                    args=(RecipeParts(recipe, registry),),
-                )
+                method = build_method(recipe, registry)
         except TranslateKitError as exc:
             raise CheckpointError(f"Cannot rebuild the networks of {file}: {exc}") from None
+        weights = {**saved.nets, **(saved.ema if use_ema else {})}
         try:
             # A training checkpoint holds every network; an export or a converted reference
             # checkpoint may hold only those `translate` runs. The rest keep their initial weights.
-            missing = [name for name in method.inference_nets if name not in ckpt["nets"]]
+            missing = [name for name in method.translate_nets if name not in weights]
             if missing:
                 raise KeyError(f"no weights for network(s) {', '.join(missing)}")
-            for name, state in ckpt["nets"].items():
+            for name, state in weights.items():
                 method.nets[name].load_state_dict(state)
-            method.load_extra_state(ckpt.get("method_state", {}))
+            method.load_extra_state(saved.method_state)
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
@@ -404,7 +312,8 @@ class Translator:
             ) from None
         translator = cls(method, recipe, device=device, mode=mode, **options)
         translator.checkpoint = file
-        translator.step = ckpt.get("state", {}).get("step")
+        translator.step = saved.step
+        translator.averaged = bool(use_ema and saved.ema)
         return translator
 
     # ------------------------------------------------------------------------------------------
@@ -478,13 +387,9 @@ class Translator:
         x = _convert_channels(x.to(device), self.in_channels, "input")
         return to_unit_range(x) if x.dtype == torch.uint8 else x.float()
 
-    def _padded_size(self, length: int) -> int:
-        m = self.size_multiple
-        return -(-max(length, self.min_size) // m) * m
-
     def _translate_chunk(self, x: torch.Tensor, first_index: int) -> list[torch.Tensor]:
         height, width = x.shape[-2:]
-        ph, pw = self._padded_size(height), self._padded_size(width)
+        ph, pw = self.geometry.padded(height), self.geometry.padded(width)
         tiled = self.tile is not None and max(ph, pw) > self.tile
         if tiled:  # the whole image stays where it is (the CPU for files); only tiles visit the device
             x = self._prepare(x, x.device)
@@ -495,7 +400,8 @@ class Translator:
             y = torch.cat(parts)
         else:
             y = self._forward(padded)
-        return list(to_uint8(y[..., top : top + height, left : left + width]))
+        s = self.scale
+        return list(to_uint8(y[..., s * top : s * (top + height), s * left : s * (left + width)]))
 
     def _with_seed(self, index: int, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         if self.mode != "paper" or self.seed is None:
@@ -526,7 +432,7 @@ class Translator:
         counter, so loading weights or re-estimating statistics invalidates it)."""
         if self.mode != "eval" and not self.compile:
             return self.method
-        names = self.method.inference_nets
+        names = self.method.translate_nets
         key = tuple(
             # Inference tensors (a model built under torch.inference_mode) keep no version counter
             # and cannot be changed in place either: their identity is enough.
@@ -540,34 +446,37 @@ class Translator:
         return self._folded[1]
 
     def _tiled(self, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
-        """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8."""
+        """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8.
+
+        Tiles are placed in input pixels; their outputs, `scale` times larger, are blended in
+        output pixels with windows over the scaled overlaps."""
         assert self.tile is not None
         height, width = x.shape[-2:]
         padded, (top, left) = _pad(x, ph, pw)
-        m = self.size_multiple
+        m, s = self.size_multiple, self.scale
         th, tw = min(self.tile, ph), min(self.tile, pw)
         # Offsets stay multiples of size_multiple: the stride grid then matches the untiled one.
         step_h, step_w = (max(m, (t - self.overlap) // m * m) for t in (th, tw))
         ys, xs = tile_starts(ph, th, step_h), tile_starts(pw, tw, step_w)
-        wy = dict(zip(ys, (w.to(x.device) for w in axis_windows(ys, th))))
-        wx = dict(zip(xs, (w.to(x.device) for w in axis_windows(xs, tw))))
+        wy = dict(zip(ys, (w.to(x.device) for w in axis_windows([s * y for y in ys], s * th))))
+        wx = dict(zip(xs, (w.to(x.device) for w in axis_windows([s * x0 for x0 in xs], s * tw))))
         positions = [(y, x0) for y in ys for x0 in xs]
         per_batch = self.batch_size if self.mode == "eval" else 1
         out: torch.Tensor | None = None
-        weight = torch.zeros(1, 1, ph, pw, device=x.device)
+        weight = torch.zeros(1, 1, s * ph, s * pw, device=x.device)
         for start in range(0, len(positions), per_batch):
             chosen = positions[start : start + per_batch]
             tiles = torch.cat([padded[..., y : y + th, x0 : x0 + tw] for y, x0 in chosen])
             y_tiles = self._forward(tiles).to(x.device)
             if out is None:
-                out = torch.zeros(1, y_tiles.shape[1], ph, pw, device=x.device)
+                out = torch.zeros(1, y_tiles.shape[1], s * ph, s * pw, device=x.device)
             for k, (y, x0) in enumerate(chosen):
                 w = wy[y][:, None] * wx[x0][None, :]
-                out[..., y : y + th, x0 : x0 + tw] += y_tiles[k] * w
-                weight[..., y : y + th, x0 : x0 + tw] += w
+                out[..., s * y : s * (y + th), s * x0 : s * (x0 + tw)] += y_tiles[k] * w
+                weight[..., s * y : s * (y + th), s * x0 : s * (x0 + tw)] += w
         assert out is not None
         out = out / weight
-        return to_uint8(out[..., top : top + height, left : left + width])
+        return to_uint8(out[..., s * top : s * (top + height), s * left : s * (left + width)])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,23 +1,40 @@
-"""The method contract: how a training method (pix2pix, CycleGAN, ...) meets the trainer.
+"""The method contract: how a training method (pix2pix, CycleGAN, ...) meets the core.
 
-A method owns its networks and losses and does one optimisation step on a batch. The trainer owns
-everything around it: the device, precision, optimisers and their schedules, checkpoints, logging
-and distribution. So that pix2pix, pix2pixHD and CycleGAN fit without the trainer knowing which
-is which:
+A method owns its networks and losses, prepares its batches and does one optimisation step on a
+batch. The core owns everything around it: the device, precision, optimisers and their
+schedules, checkpoints, logging, distribution, inference and export. So that any family fits
+without the core knowing which it is, a method declares:
 
-- the method keeps its networks in `self.nets` (an `nn.ModuleDict`: `{"G", "D"}` or
-  `{"G_A", "G_B", "D_A", "D_B"}`) and says in `optimizer_groups()` which networks each optimiser
-  updates (`{"G": ["G"], "D": ["D"]}`);
-- `training_step(batch, ctx)` runs its forward passes under `ctx.autocast()` and calls
-  `ctx.update("D", loss_D)` then `ctx.update("G", loss_G)`; the context does the precision-aware
-  backward, skips non-finite losses, steps the optimiser and zeroes gradients, so no method touches
-  AMP or DDP; it returns the scalars to log (detached tensors);
-- `translate(x)` is inference: the trainer's sample pages call only that.
+- **its networks**, in `self.nets` (an `nn.ModuleDict`), each with a **role** in `self.roles`:
+  `"translate"` (what `translate` runs: inference, export, EMA and sample pages use these),
+  `"adversary"` (discriminators, trained only) or `"auxiliary"` (trained helpers that inference
+  does not need, such as a flow network used only by a loss);
+- **its optimisers**: `optimizer_groups()` names the networks each one updates, and
+  `optimizer_defaults()` may give a group its own optimiser, learning rate, betas or weight decay
+  (SPADE's two time-scale rates); a recipe's `[train.optimizers.<group>]` table overrides both;
+- **its batches**: `prepare_batch(batch, spec)` turns what the data loader gives (uint8 images
+  of the recipe's dataset, or anything else the dataset yields: a clip, a domain label) into the
+  tensors `training_step` takes, on the device. The default is pix2pix's paired jitter. After it,
+  `batch["A"]` is the input of `translate` and `batch["B"]` its target: sample pages and
+  benchmarks rely on these two keys;
+- **its geometry**: `geometry()` says how `translate` maps sizes (the output scale, 4 for a
+  ×4 super-resolution model; the sizes the input may have), from the networks' own declarations
+  (`SizeConstrained`, `Upscaling`) unless the method overrides it;
+- **one step**: `training_step(batch, ctx)` runs its forward passes under `ctx.autocast()` and
+  calls `ctx.update(group, loss)` once per optimiser group; the context does the precision-aware
+  backward, skips non-finite losses, steps the optimiser and zeroes gradients, so no method
+  touches AMP or DDP; it returns the scalars to log (detached tensors);
+- **inference**: `translate(x)`; extra inference modes go through declared sub-protocols
+  (`PixelClassifier` for a segmenter), never through methods the core guesses at.
 
-A method factory receives a `Parts` as its positional-only first argument and builds its networks
-from the recipe's tables through it:
+The rule for networks: the core may replace entries of `self.nets` by wrappers (DDP, torch.compile,
+SyncBatchNorm, an exponential moving average for sample pages and inference) between calls, so a
+method reads its networks through `self.nets[...]` at call time and keeps no other reference.
 
-    @register_method()
+A method factory receives a `Parts` as its positional-only first argument and builds its
+components from the recipe's tables through it:
+
+    @register_method(tables={"generator": "generator", "discriminator": "discriminator"})
     def pix2pix(parts: Parts, /, *, lambda_l1: float = 100.0) -> Pix2Pix:
         return Pix2Pix(parts.generator(), parts.discriminator(in_channels=6), lambda_l1=lambda_l1)
 """
@@ -25,17 +42,118 @@ from the recipe's tables through it:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-__all__ = ["Method", "Parts", "StepContext", "frozen", "test_time"]
+from translate_kit.recipe import OptimizerSettings
+
+if TYPE_CHECKING:
+    from translate_kit.eval.labels import Palette
+
+__all__ = [
+    "BatchSpec",
+    "Geometry",
+    "Method",
+    "OptimizerSettings",
+    "Parts",
+    "PixelClassifier",
+    "Role",
+    "SizeConstrained",
+    "StepContext",
+    "Upscaling",
+    "frozen",
+    "net_geometry",
+    "test_time",
+]
+
+Role = Literal["translate", "adversary", "auxiliary"]
+ROLES: tuple[str, ...] = ("translate", "adversary", "auxiliary")
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """How a translation maps sizes.
+
+    Attributes:
+        scale: output height and width are `scale` times the input's (1 for pix2pix, 4 for a
+            ×4 super-resolution model).
+        size_multiple: input height and width must be multiples of this.
+        min_size: and at least this.
+
+    Example:
+        >>> Geometry(scale=2, size_multiple=8, min_size=16).padded(20)
+        24
+    """
+
+    scale: int = 1
+    size_multiple: int = 1
+    min_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scale < 1 or self.size_multiple < 1 or self.min_size < 0:
+            raise ValueError(f"Expected scale >= 1, size_multiple >= 1 and min_size >= 0, got {self}")
+
+    def padded(self, length: int) -> int:
+        """The smallest input length the translation takes that is at least `length`."""
+        m = self.size_multiple
+        return -(-max(length, self.min_size) // m) * m
+
+    def fits(self, length: int) -> bool:
+        return length >= self.min_size and length % self.size_multiple == 0
+
+
+@runtime_checkable
+class SizeConstrained(Protocol):
+    """A network that takes only some input sizes (a U-Net: multiples of 2^levels)."""
+
+    size_multiple: int  # input height and width must be multiples of this
+    min_size: int  # and at least this
+
+
+@runtime_checkable
+class Upscaling(Protocol):
+    """A network whose output is larger than its input (super-resolution)."""
+
+    scale: int  # output height and width = scale x the input's
+
+
+def net_geometry(net: nn.Module) -> Geometry:
+    """What a network declares through `SizeConstrained` and `Upscaling` (nothing: `Geometry()`)."""
+    sized = isinstance(net, SizeConstrained)
+    return Geometry(
+        scale=int(net.scale) if isinstance(net, Upscaling) else 1,
+        size_multiple=int(net.size_multiple) if sized else 1,
+        min_size=int(net.min_size) if sized else 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """How the core wants a batch prepared (see `Method.prepare_batch`).
+
+    Attributes:
+        device: where the prepared tensors go.
+        crop_size: side of the square crops (the recipe's `data.crop_size`).
+        flip: random horizontal flips allowed (`data.flip`).
+        channels_last: image tensors in channels-last memory format (the networks' format).
+        train: True for a training step (random crop and flip); False for samples, evaluation and
+            benchmarks of inference (a deterministic centre crop, no flip).
+    """
+
+    device: torch.device
+    crop_size: int
+    flip: bool = True
+    channels_last: bool = False
+    train: bool = True
 
 
 class StepContext(Protocol):
-    """What the trainer hands to `Method.training_step`."""
+    """What the core hands to `Method.training_step`."""
 
     step: int  # optimisation steps done before this one
     epoch: int  # 0-based
@@ -51,44 +169,105 @@ class Method(nn.Module):
     """Base class of training methods; see the module docstring for the contract."""
 
     nets: nn.ModuleDict
-    # How the trainer's sample pages run `translate`: "paper" (pix2pix's test time: dropout on,
-    # batch statistics) or "eval" (deterministic; right for a segmenter).
+    # Role of every network in `nets`; set as a class attribute or in __init__.
+    roles: Mapping[str, Role] = {}
+    # How the sample pages run `translate`: "paper" (pix2pix's test time: dropout on, batch
+    # statistics) or "eval" (deterministic; right for a segmenter).
     sample_mode: Literal["paper", "eval"] = "paper"
-    # The networks `translate` runs: what `tkit export` writes and an exported model must hold.
-    inference_nets: tuple[str, ...] = ("G",)
+
+    @property
+    def translate_nets(self) -> tuple[str, ...]:
+        """The networks `translate` runs, in `nets` order: what inference needs and export writes."""
+        return tuple(name for name in self.nets if self.roles.get(name) == "translate")
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         """Optimiser name -> the networks in `self.nets` it updates, in update order."""
         raise NotImplementedError
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
-        """One optimisation step on a batch of images in [-1, 1]; returns the scalars to log."""
+    def optimizer_defaults(self) -> dict[str, OptimizerSettings]:
+        """Per group, settings that differ from the recipe's `train.lr`/`train.betas` (none here)."""
+        return {}
+
+    def prepare_batch(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
+        """Turn a loader batch into `training_step`'s input on `spec.device`.
+
+        The default is pix2pix's: images `A` (input) and `B` (target), uint8 `(B, C, H, W)`, go
+        to the device in [-1, 1], then get the same random crop and flip (`spec.train`) or the
+        same centre crop. Other keys pass through unchanged.
+        """
+        from translate_kit.data.jitter import PairedJitter
+
+        jitter = self.__dict__.get("_paired_jitter")
+        if jitter is None or (jitter.crop_size, jitter.flip_enabled) != (spec.crop_size, spec.flip):
+            jitter = self.__dict__["_paired_jitter"] = PairedJitter(spec.crop_size, spec.flip)
+        return jitter.prepare(batch, spec)
+
+    def training_step(self, batch: Mapping[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One optimisation step on a prepared batch; returns the scalars to log."""
         raise NotImplementedError
 
     def translate(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate inputs `(B, C_in, H, W)` in [-1, 1] to outputs `(B, C_out, H, W)` in [-1, 1]."""
-        return self.nets["G"](x)
+        """Translate inputs `(B, C_in, H, W)` in [-1, 1] to outputs `(B, C_out, s H, s W)` in [-1, 1]
+        (`s` the geometry's scale). The default runs the one network whose role is "translate"."""
+        names = self.translate_nets
+        if len(names) != 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} has {len(names)} translate networks ({', '.join(names) or 'none'}); "
+                "override translate() to say how they combine."
+            )
+        return self.nets[names[0]](x)
+
+    def geometry(self) -> Geometry:
+        """Sizes `translate` takes and gives: combined from its networks' declarations (the
+        least common multiple of their size multiples, the largest minimum and scale). Override
+        it when networks are chained so that their sizes compose differently."""
+        parts = [net_geometry(unwrap(self.nets[name])) for name in self.translate_nets]
+        multiple = math.lcm(*(g.size_multiple for g in parts)) if parts else 1
+        return Geometry(
+            scale=max((g.scale for g in parts), default=1),
+            size_multiple=multiple,
+            min_size=max((g.min_size for g in parts), default=0),
+        )
 
     def extra_state(self) -> dict[str, Any]:
-        """State beyond the networks that a checkpoint must keep (e.g. an image pool); tensors only."""
+        """State beyond the networks that a checkpoint must keep (e.g. an image pool); tensors
+        and plain containers only (checkpoints load with `weights_only=True`)."""
         return {}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what `extra_state` returned."""
 
 
+@runtime_checkable
+class PixelClassifier(Protocol):
+    """A method that labels pixels: what `tkit eval --segmenter` needs for the FCN-score."""
+
+    palette: Palette  # the class names and colours
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class indices `(B, H, W)` of images `(B, C, H, W)` in [-1, 1]."""
+
+    def decode_labels(self, label_images: torch.Tensor) -> torch.Tensor:
+        """Class indices `(B, H, W)` (255: no label) of uint8 label images `(B, C, H, W)`."""
+
+
 class Parts(Protocol):
     """Builds components from the recipe's tables for a method factory."""
 
     def generator(self, **fixed: Any) -> nn.Module:
-        """A new generator from the recipe's [generator] table; `fixed` options override nothing the
-        recipe sets differently (a clash is a recipe error)."""
+        """A new generator from the recipe's [generator] table. Its `in_channels` and
+        `out_channels` default to the data's; `fixed` options are the method's requirements (the
+        recipe may repeat them only with the same value)."""
 
     def discriminator(self, **fixed: Any) -> nn.Module:
         """A new discriminator from the recipe's [discriminator] table."""
 
     def segmenter(self, **fixed: Any) -> nn.Module:
-        """A new segmenter from the recipe's [segmenter] table (e.g. `num_classes` fixed by the method)."""
+        """A new segmenter from the recipe's [segmenter] table (`in_channels` from the data)."""
+
+    def component(self, table: str, **fixed: Any) -> Any:
+        """A new component from the recipe table `table`, of the kind the method's registration
+        declares for it (`tables={...}`): an encoder, a flow network, a second discriminator."""
 
     def loss(self, name: str, **options: Any) -> nn.Module:
         """A loss component by registry name."""
@@ -100,6 +279,15 @@ class Parts(Protocol):
     @property
     def out_channels(self) -> int:
         """Channels of the target images."""
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile / DDP wrappers."""
+    while True:
+        inner = getattr(net, "_orig_mod", None) or getattr(net, "module", None)
+        if not isinstance(inner, nn.Module):
+            return net
+        net = inner
 
 
 @contextlib.contextmanager

@@ -1,13 +1,13 @@
 """Result pages: images written as PNG and an `index.html` that shows them beside their losses.
 
 The page is static HTML with relative links, so a run folder can be copied anywhere and opened in a
-browser. Loss curves are drawn as inline SVG from `losses.jsonl`; no JavaScript library is needed.
+browser. Loss curves are drawn as inline SVG from the trainer's logged history (kept in the
+checkpoints, so a resumed run draws its whole past); no JavaScript library is needed.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,25 +82,22 @@ def _svg_chart(records: Sequence[Mapping[str, float]], keys: Sequence[str], widt
     return "".join(parts)
 
 
-def read_jsonl(path: Path) -> list[dict[str, float]]:
-    """Records of a JSON-lines file; a torn last line (a crash mid-write) is ignored."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def write_run_page(
-    run_dir: Path, *, title: str, summary: Mapping[str, str], rows: Sequence[SampleRow], recipe_text: str
+    run_dir: Path,
+    *,
+    title: str,
+    summary: Mapping[str, str],
+    rows: Sequence[SampleRow],
+    recipe_text: str,
+    history: Sequence[Mapping[str, float]] = (),
 ) -> Path:
-    """Write `run_dir/index.html`: input | output | target per sample, output history, loss curves."""
+    """Write `run_dir/index.html`: input | output | target per sample, output history, loss curves.
+
+    Args:
+        history: logged records (`step` and the scalars); keys starting with `loss` are drawn.
+    """
     run_dir = Path(run_dir)
-    records = [r for r in read_jsonl(run_dir / "losses.jsonl") if "step" in r]
+    records = [r for r in history if "step" in r]
     loss_keys = sorted({k for r in records for k in r if k.startswith("loss")})
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",

@@ -45,9 +45,13 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 
-    def load_entry_points(self, group: str) -> None:
-        """Import and register every entry point of `group` that is not blocked or loaded already."""
+    def load_entry_points(self, group: str, distributions: Iterable[str] | None = None) -> None:
+        """Import and register every entry point of `group` that is not blocked or loaded already
+        (of the named distributions only, when `distributions` is given)."""
+        wanted = None if distributions is None else {_normalise(d) for d in distributions}
         for dist in importlib.metadata.distributions():
+            if wanted is not None and _normalise(dist.metadata["name"] or "") not in wanted:
+                continue
             for entry_point in dist.entry_points:
                 if entry_point.group != group:
                     continue
@@ -66,12 +70,17 @@ class PluginManager(pluggy.PluginManager):
                 self.distributions[entry_point.name] = (dist_name, dist.version)
 
 
+def _normalise(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
 def get_plugin_manager(
     *,
     autoload: bool = True,
     plugins_dir: Path | str | None = None,
     plugins: Iterable[object] = (),
     disabled: Iterable[str] | None = None,
+    distributions: Iterable[str] | None = None,
 ) -> PluginManager:
     """Make a plugin manager with the hook specs and the plugins found.
 
@@ -79,8 +88,11 @@ def get_plugin_manager(
         autoload: load the entry points of group `translate_kit` (translate-kit's own plugins
             included). Tests pass False and register exactly what they need.
         plugins_dir: also load every `*.py` module in this folder as a plugin (named by file stem).
-        plugins: extra plugin objects or modules to register.
+        plugins: extra plugin objects or modules to register; one that an entry point already
+            registered (an installed plugin a test also names) is not registered twice.
         disabled: names to block; default: `TRANSLATE_KIT_DISABLE_PLUGINS`.
+        distributions: with `autoload`, load the entry points of these distributions only
+            (`["translate-kit"]`: the first-party plugins, whatever else is installed).
 
     Raises:
         PluginError: an entry point fails to import, or a plugin implements an unknown hook.
@@ -89,12 +101,13 @@ def get_plugin_manager(
     for name in disabled_plugins() if disabled is None else disabled:
         pm.set_blocked(name)
     if autoload:
-        pm.load_entry_points(ENTRY_POINT_GROUP)
+        pm.load_entry_points(ENTRY_POINT_GROUP, distributions)
     if plugins_dir is not None:
         for name, module in _load_folder(Path(plugins_dir), skip=pm.is_blocked):
             pm.register(module, name=name)
     for plugin in plugins:
-        pm.register(plugin)
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -1,16 +1,20 @@
 """Recipes: TOML files that select components and settings, loaded into typed, validated configs.
 
 A recipe has three core tables, `[run]`, `[data]` and `[train]`, which map onto the frozen
-dataclasses below, and one table per component kind (`[method]`, `[generator]`, `[discriminator]`)
-whose `name` selects a registered factory and whose other keys are that factory's keyword
-arguments. `[data]` mixes both: its `dataset` key names a dataset component, and keys that are not
-`DataConfig` fields go to that dataset's factory (`root`, `direction`, ...).
+dataclasses below, a `[method]` table, and one table per component the method builds
+(`[generator]`, `[discriminator]`, or whatever tables the method's registration declares: an
+`[encoder]`, a second discriminator), whose `name` selects a registered factory and whose other
+keys are that factory's keyword arguments. `[data]` mixes both: its `dataset` key names a dataset
+component, and keys that are not `DataConfig` fields go to that dataset's factory (`root`,
+`direction`, ...). `[train.optimizers.<group>]` sub-tables give one optimiser group its own
+settings (`OptimizerSettings`).
 
 Everything is checked at load time, so a typo fails before any data is read:
 
     recipe = load_recipe("recipes/pix2pix_facades.toml", ["train.epochs=5"], registry=registry)
 
-Overrides (`--set table.key=value`) are parsed as TOML values (`5`, `2e-4`, `true`, `[0.5, 0.9]`,
+Overrides (`--set table.key=value`, or a dotted path into a sub-table:
+`--set train.optimizers.D.lr=4e-4`) are parsed as TOML values (`5`, `2e-4`, `true`, `[0.5, 0.9]`,
 `"text"`), with a bare word taken as a string, and checked like the file's values. There is no
 inheritance and no interpolation: a new recipe is a copied file.
 """
@@ -33,8 +37,9 @@ if TYPE_CHECKING:
     from translate_kit.registry import Registry
 
 __all__ = [
-    "COMPONENT_TABLES",
+    "CORE_TABLES",
     "DataConfig",
+    "OptimizerSettings",
     "Recipe",
     "RunConfig",
     "TrainConfig",
@@ -72,19 +77,42 @@ class DataConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OptimizerSettings:
+    """[train.optimizers.<group>]: one optimiser group's own settings; a key left out falls back to
+    the method's default for the group (`Method.optimizer_defaults`), then to [train]."""
+
+    optimizer: Literal["adam", "adamw"] | None = None  # adam (default) or adamw (decoupled weight decay)
+    lr: float | None = None  # default: train.lr
+    betas: tuple[float, float] | None = None  # default: train.betas
+    weight_decay: float | None = None  # default: 0
+
+    def over(self, base: OptimizerSettings) -> OptimizerSettings:
+        """These settings, with `base`'s where these leave a key unset."""
+        return OptimizerSettings(**{
+            f.name: getattr(base, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+            for f in dataclasses.fields(self)
+        })
+
+
+@dataclass(frozen=True, slots=True)
 class TrainConfig:
     """[train]: optimisation, schedule, precision and bookkeeping."""
 
     epochs: int = 100  # epochs at the initial learning rate (pix2pix: 100)
     decay_epochs: int = 100  # then epochs of linear decay towards 0 (pix2pix: 100)
     batch_size: int = 1  # pix2pix: 1
-    lr: float = 2e-4  # Adam learning rate for every optimiser (pix2pix: 2e-4)
+    lr: float = 2e-4  # Adam learning rate of every optimiser group (pix2pix: 2e-4)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (pix2pix: 0.5, 0.999)
+    # Per optimiser group (the method's names, e.g. G and D): [train.optimizers.D] lr = 4e-4.
+    optimizers: Mapping[str, OptimizerSettings] = field(default_factory=dict)
+    # Exponential moving average of the translate networks' weights, updated after every step
+    # (BasicSR and others use 0.999); samples, translate, eval and export use it. 0: off.
+    ema_decay: float = 0.0
     max_steps: int = 0  # stop after this many optimisation steps in total; 0: run all epochs
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 elsewhere
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA
     compile: bool = False  # torch.compile the networks
-    log_every: int = 50  # steps between logged means (progress bar, losses.jsonl, hooks)
+    log_every: int = 50  # steps between logged means (progress bar, run page, logger hooks)
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept in the run folder
     sample_every: int = 1  # epochs between sample pages
@@ -99,13 +127,13 @@ class TrainConfig:
 
 CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}
 _SET_BY_METHOD = ("in_channels", "out_channels", "num_classes")
-COMPONENT_TABLES = ("method", "generator", "discriminator", "segmenter")  # kinds selected by their own table
 
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    """A validated recipe. `components` maps a component table ("method", "generator", ...) to its
-    table, `{"name": ..., **options}`; `source` says where it came from, for messages."""
+    """A validated recipe. `components` maps each component table ("method" first, then
+    "generator", "discriminator", ... as the method declares them) to its table,
+    `{"name": ..., **options}`; `source` says where it came from, for messages."""
 
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig()
@@ -122,10 +150,14 @@ class Recipe:
         data = {k: v for k, v in _fields(self.data).items() if k != "options"}
         data.update(self.data.options)
         out: dict[str, Any] = {"run": _fields(self.run), "data": data}
-        for table in COMPONENT_TABLES:
-            if table in self.components:
-                out[table] = dict(self.components[table])
+        for table, body in self.components.items():
+            out[table] = dict(body)
         out["train"] = _fields(self.train)
+        optimizers = {group: {k: v for k, v in _fields(settings).items() if v is not None}
+                      for group, settings in self.train.optimizers.items()}
+        out["train"]["optimizers"] = {group: body for group, body in optimizers.items() if body}
+        if not out["train"]["optimizers"]:
+            del out["train"]["optimizers"]
         return out
 
     def to_toml(self) -> str:
@@ -138,8 +170,9 @@ class Recipe:
         trainer and the method set (channels follow [data], a segmenter's classes its labels).
         """
         out = self.to_dict()
-        tables = [("data", "dataset", self.data.dataset)]
-        tables += [(t, t, self.components[t]["name"]) for t in COMPONENT_TABLES if t in self.components]
+        method = registry.get("method", self.components["method"]["name"])
+        tables = [("data", "dataset", self.data.dataset), ("method", "method", method.name)]
+        tables += [(t, method.tables[t], body["name"]) for t, body in self.components.items() if t != "method"]
         for table, kind, name in tables:
             for option in registry.get(kind, name).options:
                 if option.required or option.default is None or option.name in _SET_BY_METHOD:
@@ -161,7 +194,8 @@ def _plain(value: Any) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split `"table.key=value"` into (table, key, value), the value parsed as a TOML value.
+    """Split `"table.key=value"` into (table, key, value), the value parsed as a TOML value. The key
+    may be a dotted path into sub-tables (`train.optimizers.D.lr=4e-4` gives key `optimizers.D.lr`).
 
     Example:
         >>> parse_override("train.betas=[0.5, 0.9]")
@@ -171,7 +205,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     """
     path, sep, raw = text.partition("=")
     table, dot, key = path.strip().partition(".")
-    if not sep or not dot or not table or not key:
+    if not sep or not dot or not table or not key or "" in key.split("."):
         raise RecipeError(f"--set {text!r}: expected table.key=value, e.g. --set train.epochs=5.")
     raw = raw.strip()
     try:
@@ -213,24 +247,22 @@ def load_recipe(
     set_by: dict[tuple[str, str], str] = {}  # (table, key) -> the --set text, for messages
     for text in overrides:
         table, key, value = parse_override(text)
-        raw.setdefault(table, {})
-        if not isinstance(raw[table], dict):
-            raise RecipeError(f"--set {text}: {table!r} is not a table in {origin}.")
-        raw[table][key] = value
-        set_by[(table, key)] = f"--set {text}"
+        *parents, last = [table, *key.split(".")]
+        node = raw
+        for depth, name in enumerate(parents):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                at = ".".join(parents[: depth + 1])
+                raise RecipeError(f"--set {text}: {at!r} is not a table in {origin}.")
+        node[last] = value
+        set_by[(table, key.split(".")[0])] = f"--set {text}"
 
     def where(table: str, key: str | None = None) -> str:
         if key is not None and (table, key) in set_by:
             return set_by[(table, key)]
         return f"{origin}, [{table}]"
 
-    valid_tables = list(CORE_TABLES) + list(COMPONENT_TABLES)
     for table, value in raw.items():
-        if table not in valid_tables:
-            raise RecipeError(
-                f"{origin}: unknown table [{table}].{did_you_mean(table, valid_tables)} "
-                f"Valid tables: {', '.join(valid_tables)}."
-            )
         if not isinstance(value, dict):
             raise RecipeError(f"{origin}: {table!r} must be a table ([{table}]), got {value!r}.")
 
@@ -239,20 +271,39 @@ def load_recipe(
     options = {k: data_table.pop(k) for k in list(data_table) if k not in data_fields}
     if "options" in raw.get("data", {}):
         raise RecipeError(f"{where('data')}: write dataset options directly in [data], not under 'options'.")
+    train_table = dict(raw.get("train", {}))
+    optimizer_tables = train_table.pop("optimizers", {})
+    if not isinstance(optimizer_tables, dict) or not all(isinstance(v, dict) for v in optimizer_tables.values()):
+        raise RecipeError(
+            f"{where('train', 'optimizers')}, key 'optimizers': expected sub-tables per optimiser group, such as "
+            f"[train.optimizers.D] with lr = 4e-4, got {optimizer_tables!r}."
+        )
     run = _build_config(RunConfig, raw.get("run", {}), "run", where)
     data = _build_config(DataConfig, data_table, "data", where)
-    train = _build_config(TrainConfig, raw.get("train", {}), "train", where)
+    train = _build_config(TrainConfig, train_table, "train", where)
+    optimizers = {
+        group: _build_config(OptimizerSettings, body, f"train.optimizers.{group}",
+                             lambda t, k=None: set_by.get(("train", "optimizers")) or f"{origin}, [{t}]")
+        for group, body in optimizer_tables.items()
+    }
     data = dataclasses.replace(data, options=options)
+    train = dataclasses.replace(train, optimizers=optimizers)
     _check_ranges(run, data, train, where)
 
-    components = {t: dict(raw[t]) for t in COMPONENT_TABLES if t in raw}
-    if "method" not in components:
+    if "method" not in raw:
         raise RecipeError(f"{origin}: missing table [method]; it names the training method, e.g. name = \"pix2pix\".")
+    # [method] first, then the method's component tables in the file's order.
+    components = {"method": dict(raw["method"])}
+    components.update((t, dict(v)) for t, v in raw.items() if t not in CORE_TABLES and t != "method")
     if registry is not None:
         dataset_table = {"name": data.dataset, **options}
         _check_component(registry, "dataset", dataset_table, where("data"), set_by, "data", data_fields)
-        for table, body in components.items():
-            _check_component(registry, table, body, where(table), set_by, table, set())
+        try:
+            registry.check_method_tables(components, lambda table: where(table))
+        except RecipeError as exc:
+            overridden = [v for (t, _), v in set_by.items() if t in components]
+            hint = f" (overrides: {', '.join(overridden)})" if overridden else ""
+            raise RecipeError(str(exc) + hint) from None
     return Recipe(run=run, data=data, train=train, components=components, source=origin)
 
 
@@ -262,7 +313,7 @@ def _copy_tables(source: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build_config(cls: type, table: Mapping[str, Any], name: str, where: Any) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "options"]
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in ("options", "optimizers")]
     values = {}
     for key, value in table.items():
         if key not in names:
@@ -302,6 +353,15 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
         need(getattr(train, key) >= 1, "train", key, getattr(train, key), "1 or more")
     need(train.max_nonfinite_steps >= 1, "train", "max_nonfinite_steps", train.max_nonfinite_steps, "1 or more")
     need(train.num_samples >= 0, "train", "num_samples", train.num_samples, "0 or more")
+    need(0 <= train.ema_decay < 1, "train", "ema_decay", train.ema_decay, "a number in [0, 1) (0: no EMA)")
+    for group, settings in train.optimizers.items():
+        key = f"optimizers.{group}"
+        if settings.lr is not None:
+            need(settings.lr > 0 and math.isfinite(settings.lr), "train", key, settings.lr, "lr > 0")
+        if settings.betas is not None:
+            need(all(0 <= b < 1 for b in settings.betas), "train", key, list(settings.betas), "betas in [0, 1)")
+        if settings.weight_decay is not None:
+            need(settings.weight_decay >= 0, "train", key, settings.weight_decay, "weight_decay >= 0")
 
 
 def _check_component(

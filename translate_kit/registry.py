@@ -1,14 +1,30 @@
-"""The component registry: generators, discriminators, losses, datasets and methods by name.
+"""The component registry: generators, discriminators, losses, datasets, methods (and any kind a
+plugin adds) by name.
 
-A plugin marks plain factory functions with `@register_generator()` (or the other kinds); the
-marker only tags the function, so importing a plugin module changes no global state. The plugin
-manager hands the loaded plugins to `Registry.from_plugin_manager`, which collects the marked
-factories, remembers which plugin brought each one, and refuses a name registered twice.
+A plugin marks plain factory functions with `@register_generator()` (or the decorator of another
+kind); the marker only tags the function, so importing a plugin module changes no global state.
+The plugin manager hands the loaded plugins to `Registry.from_plugin_manager`, which collects the
+marked factories, remembers which plugin brought each one, and refuses a name registered twice.
 
-A factory's keyword arguments are its configuration: a recipe table `{"name": "unet", "ngf": 32}`
-becomes `unet(ngf=32)` after every key and value has been checked against the signature.
-Positional-only parameters (before `/`) are not configuration: the core passes them (a method
-receives the `Parts` it builds its networks from).
+A factory's keyword-only, annotated arguments are its configuration: a recipe table
+`{"name": "unet", "ngf": 32}` becomes `unet(ngf=32)` after every key and value has been checked
+against the signature. A factory that breaks this rule (an option without a type annotation, an
+option that is not keyword-only, `**kwargs`) is refused when its plugin is registered, with a
+message naming the plugin and the parameter. A method factory takes one positional-only
+parameter, the `Parts` the core passes (its networks are built through it).
+
+Registration may declare more than a name, so that recipes are checked before anything is built:
+
+- a method declares the recipe tables it builds components from and their kinds
+  (`tables={"generator": "generator", "encoder": "encoder"}`);
+- a discriminator declares what it outputs (`output="logits"`, see `translate_kit.adversarial`);
+- an adversarial loss declares which discriminator outputs it scores (`scores=("logits", ...)`);
+- any component may declare `tiny` options: a small instance for contract tests
+  (`translate_kit.testing`).
+
+A method option annotated `Annotated[str, ComponentRef("loss")]` names another component, and one
+annotated `Annotated[dict[str, Any] | None, OptionsOf("gan_mode")]` holds that component's options:
+both are checked at recipe load like the table's own keys.
 
 Example:
     >>> from translate_kit.registry import Registry, register_generator
@@ -26,9 +42,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Annotated
 
 from translate_kit.errors import PluginError, RecipeError, TranslateKitError, UnknownComponentError, did_you_mean
 from translate_kit.validation import coerce, describe
@@ -37,11 +54,15 @@ if TYPE_CHECKING:
     import pluggy
 
 __all__ = [
+    "DEFAULT_METHOD_TABLES",
     "KINDS",
+    "ComponentRef",
     "ComponentSpec",
-    "Kind",
     "Option",
+    "OptionsOf",
+    "Registration",
     "Registry",
+    "collect_marked",
     "register",
     "register_dataset",
     "register_discriminator",
@@ -51,51 +72,152 @@ __all__ = [
     "register_segmenter",
 ]
 
-Kind = Literal["generator", "discriminator", "loss", "dataset", "method", "segmenter"]
-KINDS: tuple[str, ...] = get_args(Kind)
+# The kinds translate-kit itself uses; a plugin may register components of a kind of its own
+# (an "encoder", a "palette") and a method may build them from a recipe table.
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "dataset", "method", "segmenter")
 MARKER = "__translate_kit__"
+# The tables a method builds from when its registration does not say.
+DEFAULT_METHOD_TABLES: Mapping[str, str] = {"generator": "generator", "discriminator": "discriminator"}
+_CORE_TABLES = ("run", "data", "train", "method")
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRef:
+    """Marks an option (`Annotated[str, ComponentRef("loss")]`) whose value names a component of
+    `kind`; the recipe check then looks the name up, with suggestions.
+
+    Args:
+        kind: the kind of the named component.
+        adversarial_for: for an adversarial loss, the recipe table of the discriminator it scores:
+            the loss must declare `scores`, and the discriminator's `output` must be one of them.
+    """
+
+    kind: str
+    adversarial_for: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsOf:
+    """Marks an option (`Annotated[dict[str, Any] | None, OptionsOf("gan_mode")]`) that holds the
+    options of the component another option of the same factory names."""
+
+    option: str
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One configuration key of a component: a keyword argument of its factory."""
+    """One configuration key of a component: a keyword-only argument of its factory."""
 
     name: str
-    annotation: Any  # resolved type annotation, `inspect.Parameter.empty` when absent
+    annotation: Any  # the resolved type annotation (Annotated metadata kept)
     default: Any  # `inspect.Parameter.empty` when the key is required
 
     @property
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
 
+    @property
+    def ref(self) -> ComponentRef | None:
+        """The component this option names, if it is annotated as a `ComponentRef`."""
+        return _metadata(self.annotation, ComponentRef)
+
+    @property
+    def options_of(self) -> str | None:
+        """The option naming the component whose options this one holds (`OptionsOf`)."""
+        marker = _metadata(self.annotation, OptionsOf)
+        return marker.option if marker is not None else None
+
     def describe(self) -> str:
-        kind = "any value" if self.annotation is inspect.Parameter.empty else describe(self.annotation)
+        kind = describe(self.annotation)
+        if self.ref is not None:
+            kind = f"a {self.ref.kind} name"
         return f"{self.name}: {kind}" + (" (required)" if self.required else f" = {self.default!r}")
+
+
+def _metadata(annotation: Any, cls: type) -> Any:
+    if typing.get_origin(annotation) is Annotated:
+        for item in annotation.__metadata__:
+            if isinstance(item, cls):
+                return item
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a registration decorator records on a factory (before any registry exists)."""
+
+    kind: str
+    name: str
+    tables: Mapping[str, str] | None = None
+    output: str | None = None
+    scores: tuple[str, ...] | None = None
+    tiny: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class ComponentSpec:
-    """A registered factory, the kind and name it answers to, and the plugin that brought it."""
+    """A registered factory, the kind and name it answers to, the plugin that brought it, and what
+    its registration declares (see the module docstring)."""
 
     kind: str
     name: str
     factory: Callable[..., Any]
     plugin: str = "?"
     options: tuple[Option, ...] = field(default=(), compare=False)
+    tables: Mapping[str, str] = field(default_factory=dict, compare=False)  # methods
+    output: str | None = None  # discriminators
+    scores: tuple[str, ...] | None = None  # adversarial losses
+    tiny: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
 
 
-
-def register(kind: str, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register(
+    kind: str,
+    name: str | None = None,
+    *,
+    tables: Mapping[str, str] | None = None,
+    output: str | None = None,
+    scores: Iterable[str] | None = None,
+    tiny: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a factory as a component of `kind`, named `name` (default: the function's name).
 
     The factory is collected when the plugin module that defines it is registered with the plugin
     manager; the decorator itself registers nothing.
+
+    Args:
+        kind: "generator", "discriminator", "loss", "dataset", "method", "segmenter", or a kind of
+            the plugin's own (a lower-case identifier).
+        name: the name recipes select it by.
+        tables: methods only: recipe table -> component kind of every component the method builds
+            through `Parts` (default `DEFAULT_METHOD_TABLES`).
+        output: discriminators only: what the network outputs (`translate_kit.adversarial`;
+            default "logits").
+        scores: losses only: the discriminator outputs this adversarial loss scores; a loss that
+            declares it is an `AdversarialLoss`.
+        tiny: options that make a small instance, for contract tests.
     """
-    if kind not in KINDS:
-        raise ValueError(f"Unknown component kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not kind.isidentifier() or kind != kind.lower():
+        raise ValueError(f"Expected a component kind that is a lower-case identifier, got {kind!r}")
+    if tables is not None and kind != "method":
+        raise ValueError(f"Only methods declare tables; {kind} {name or ''} got tables={dict(tables)!r}")
+    if output is not None and kind != "discriminator":
+        raise ValueError(f"Only discriminators declare an output; {kind} {name or ''} got output={output!r}")
+    if scores is not None and kind != "loss":
+        raise ValueError(f"Only losses declare what they score; {kind} {name or ''} got scores={scores!r}")
 
     def mark(factory: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(factory, MARKER, (kind, name or factory.__name__))
+        registration = Registration(
+            kind,
+            name or factory.__name__,
+            tables=dict(tables) if tables is not None else None,
+            output=output if output is not None else ("logits" if kind == "discriminator" else None),
+            scores=tuple(scores) if scores is not None else None,
+            tiny=dict(tiny or {}),
+        )
+        setattr(factory, MARKER, registration)
         return factory
 
     return mark
@@ -109,20 +231,66 @@ register_method = functools.partial(register, "method")
 register_segmenter = functools.partial(register, "segmenter")
 
 
-def _options(factory: Callable[..., Any]) -> tuple[Option, ...]:
+def _options(factory: Callable[..., Any], registration: Registration, plugin: str) -> tuple[Option, ...]:
+    """The factory's options, refusing signatures a recipe could not check."""
+    what = f"{registration.kind} {registration.name!r} (plugin {plugin!r}, {factory.__qualname__})"
     try:
         signature = inspect.signature(factory, eval_str=True)
     except NameError as exc:  # an annotation names something the module does not import
-        raise PluginError(f"Cannot read the signature of {factory.__qualname__}: {exc}") from None
-    options = []
+        raise PluginError(f"Cannot read the signature of {what}: {exc}.") from None
+    options, positional = [], []
     for param in signature.parameters.values():
-        if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+        if param.kind is param.POSITIONAL_ONLY:
+            positional.append(param.name)
+        elif param.kind is param.POSITIONAL_OR_KEYWORD:
+            raise PluginError(
+                f"Option {param.name!r} of {what} must be keyword-only: put `*,` before it in the signature, "
+                "so a recipe key can only ever mean that option."
+            )
+        elif param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise PluginError(
+                f"{what} takes {'**' if param.kind is param.VAR_KEYWORD else '*'}{param.name}, which accepts "
+                "anything unchecked; list the options as keyword-only, annotated parameters instead."
+            )
+        elif param.annotation is param.empty:
+            raise PluginError(
+                f"Option {param.name!r} of {what} has no type annotation; recipes are checked against it. "
+                f"Annotate it, e.g. `{param.name}: int = ...` or `{param.name}: Literal['a', 'b'] = 'a'`."
+            )
+        else:
             options.append(Option(param.name, param.annotation, param.default))
+    wanted = 1 if registration.kind == "method" else 0
+    if len(positional) != wanted:
+        rule = "exactly one positional-only parameter, the Parts: `def f(parts: Parts, /, *, ...)`" if wanted else (
+            "no positional parameters: only keyword-only options after `*`"
+        )
+        raise PluginError(f"{what} must take {rule}; it takes {len(positional)}.")
+    names = {o.name for o in options}
+    for option in options:
+        ref, options_of = option.ref, option.options_of
+        if options_of is not None and (options_of not in names or _find(options, options_of).ref is None):
+            raise PluginError(
+                f"Option {option.name!r} of {what} holds the options of {options_of!r}, which is not an option "
+                "annotated with ComponentRef."
+            )
+        tables = registration.tables if registration.tables is not None else DEFAULT_METHOD_TABLES
+        if ref is not None and ref.adversarial_for is not None and ref.adversarial_for not in tables:
+            raise PluginError(
+                f"Option {option.name!r} of {what} scores the discriminator of table [{ref.adversarial_for}], "
+                f"which the method does not declare (tables: {', '.join(tables) or 'none'})."
+            )
+    unknown = [key for key in registration.tiny if key not in names]
+    if unknown:
+        raise PluginError(f"{what} declares tiny options {unknown} that are not its options ({', '.join(names)}).")
+    for table in registration.tables or {}:
+        if not table.isidentifier() or table in _CORE_TABLES:
+            raise PluginError(f"{what} declares the table [{table}]; a table name is an identifier other than "
+                              f"{', '.join(_CORE_TABLES)}.")
     return tuple(options)
 
 
-def _accepts_any_keyword(factory: Callable[..., Any]) -> bool:
-    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+def _find(options: Iterable[Option], name: str) -> Option:
+    return next(o for o in options if o.name == name)
 
 
 class Registry:
@@ -147,14 +315,15 @@ class Registry:
 
     def add(self, factory: Callable[..., Any], *, plugin: str) -> None:
         """Add one marked factory; a name already taken is a `PluginError` naming both plugins."""
-        marker = getattr(factory, MARKER, None)
-        if marker is None:
+        registration = getattr(factory, MARKER, None)
+        if not isinstance(registration, Registration):
             raise PluginError(
                 f"Plugin {plugin!r} returned {factory!r}, which is not marked as a component: "
                 "decorate it with @register_generator() (or the decorator of its kind)."
             )
-        kind, name = marker
-        taken = self._specs[kind].get(name)
+        kind, name = registration.kind, registration.name
+        specs = self._specs.setdefault(kind, {})
+        taken = specs.get(name)
         if taken is not None:
             if taken.factory is factory:
                 return
@@ -163,20 +332,29 @@ class Registry:
                 f"plugin {plugin!r}. Rename one of them, or disable a plugin with "
                 "TRANSLATE_KIT_DISABLE_PLUGINS=<name>."
             )
-        self._specs[kind][name] = ComponentSpec(kind, name, factory, plugin, _options(factory))
+        tables = registration.tables if registration.tables is not None else DEFAULT_METHOD_TABLES
+        specs[name] = ComponentSpec(
+            kind, name, factory, plugin, _options(factory, registration, plugin),
+            tables=dict(tables) if kind == "method" else {},
+            output=registration.output, scores=registration.scores, tiny=registration.tiny,
+        )
+
+    def kinds(self) -> list[str]:
+        """Every kind with at least one component, translate-kit's own kinds first."""
+        return [k for k in KINDS if self._specs.get(k)] + sorted(k for k in self._specs if k not in KINDS and self._specs[k])
 
     def names(self, kind: str, pattern: str = "*") -> list[str]:
         """Sorted names of `kind` matching the shell-style `pattern`."""
-        return sorted(fnmatch.filter(self._specs[kind], pattern))
+        return sorted(fnmatch.filter(self._specs.get(kind, {}), pattern))
 
     def specs(self, kind: str | None = None) -> list[ComponentSpec]:
         """Every registered component (of one kind, or all), sorted by kind then name."""
-        kinds = [kind] if kind else list(KINDS)
-        return [self._specs[k][n] for k in kinds for n in sorted(self._specs[k])]
+        kinds = [kind] if kind else self.kinds()
+        return [self._specs[k][n] for k in kinds for n in sorted(self._specs.get(k, {}))]
 
     def get(self, kind: str, name: str, *, where: str = "") -> ComponentSpec:
         """The component `name` of `kind`; an `UnknownComponentError` with suggestions otherwise."""
-        spec = self._specs[kind].get(name)
+        spec = self._specs.get(kind, {}).get(name)
         if spec is None:
             choices = self.names(kind)
             at = f" ({where})" if where else ""
@@ -212,27 +390,82 @@ class Registry:
                     f"got {kwargs[key]!r}. Remove the key from the recipe."
                 )
             kwargs[key] = value
-        open_ended = _accepts_any_keyword(spec.factory)
         for key, value in list(kwargs.items()):
             option = options.get(key)
             if option is None:
-                if open_ended:
-                    continue
                 valid = ", ".join(o.describe() for o in spec.options) or "none"
                 raise RecipeError(
                     f"{where}: unknown key {key!r} for {kind} {name!r}.{did_you_mean(key, options)} "
                     f"Valid keys: {valid}."
                 )
-            if option.annotation is inspect.Parameter.empty:
-                continue
             try:
                 kwargs[key] = coerce(value, option.annotation)
             except TypeError as exc:
                 raise RecipeError(f"{where}, key {key!r} of {kind} {name!r}: {exc}.") from None
+            ref = option.ref
+            if ref is not None and isinstance(kwargs[key], str):
+                self._check_ref(ref, kwargs[key], where=f"{where}, key {key!r}")
+        for option in spec.options:  # the options of a named component, once its name is known
+            if option.options_of is not None and kwargs.get(option.name) is not None:
+                named = options[option.options_of]
+                inner = named.ref
+                assert inner is not None  # checked at registration
+                target = kwargs.get(named.name, named.default)
+                inner_where = f"{where}, key {option.name!r} (options of {inner.kind} {target!r})"
+                kwargs[option.name] = self.check(inner.kind, {"name": target, **kwargs[option.name]}, where=inner_where)
         missing = [o.name for o in spec.options if o.required and o.name not in kwargs]
         if missing:
             raise RecipeError(f"{where}: {kind} {name!r} needs key(s) {', '.join(missing)}; add them to the table.")
         return kwargs
+
+    def _check_ref(self, ref: ComponentRef, value: str, *, where: str) -> None:
+        spec = self.get(ref.kind, value, where=where)
+        if ref.adversarial_for is not None and spec.scores is None:
+            adversarial = [s.name for s in self.specs(ref.kind) if s.scores is not None]
+            raise RecipeError(
+                f"{where}: {ref.kind} {value!r} is not an adversarial loss (its registration declares no "
+                f"discriminator outputs it scores). Choose one of: {', '.join(adversarial) or 'none'}."
+            )
+
+    def check_method_tables(self, components: Mapping[str, Mapping[str, Any]], where: Callable[[str], str]) -> None:
+        """Check a recipe's component tables against its method: each table must be one the method
+        declares, of the declared kind, and every adversarial loss must score what its
+        discriminator outputs.
+
+        Args:
+            components: recipe table -> table, `method` included.
+            where: table name -> the prefix of messages about it.
+        """
+        method_table = components["method"]
+        spec = self.get("method", method_table.get("name", ""), where=f"{where('method')}, name")
+        for table, body in components.items():
+            if table == "method":
+                continue
+            if table not in spec.tables:
+                declared = ", ".join(f"[{t}]" for t in spec.tables) or "no table"
+                raise RecipeError(
+                    f"{where(table)}: unknown table.{did_you_mean(table, [*spec.tables, *_CORE_TABLES])} Method "
+                    f"{spec.name!r} builds components from {declared}; the core tables are [run], [data] and [train]. "
+                    "Remove the table or fix its name."
+                )
+            self.check(spec.tables[table], body, where=where(table))
+        for option in spec.options:
+            ref = option.ref
+            if ref is None or ref.adversarial_for is None or ref.adversarial_for not in components:
+                continue
+            loss_name = method_table.get(option.name, option.default)
+            d_table = components[ref.adversarial_for]
+            loss = self.get(ref.kind, loss_name)
+            d = self.get(spec.tables[ref.adversarial_for], d_table.get("name", ""))
+            if loss.scores is not None and d.output not in loss.scores:
+                fitting_losses = [s.name for s in self.specs(ref.kind) if s.scores and d.output in s.scores]
+                fitting_ds = [s.name for s in self.specs(d.kind) if s.output in loss.scores]
+                raise RecipeError(
+                    f"{where('method')}, key {option.name!r}: loss {loss.name!r} scores discriminator outputs "
+                    f"{', '.join(loss.scores)}, but {d.kind} {d.name!r} ({where(ref.adversarial_for)}) outputs "
+                    f"{d.output}. Losses that score {d.output}: {', '.join(fitting_losses) or 'none'}; "
+                    f"discriminators that {loss.name!r} scores: {', '.join(fitting_ds) or 'none'}."
+                )
 
     def build(
         self,
@@ -262,7 +495,7 @@ def collect_marked(plugin: object) -> Iterable[Callable[..., Any]]:
     """The marked factories defined in a plugin module or object (not those it imports)."""
     module_name = getattr(plugin, "__name__", None)
     for value in list(vars(plugin).values()) if hasattr(plugin, "__dict__") else []:
-        if callable(value) and getattr(value, MARKER, None) is not None:
+        if callable(value) and isinstance(getattr(value, MARKER, None), Registration):
             # Re-exported factories belong to the module that defines them.
             if not inspect.ismodule(plugin) or getattr(value, "__module__", None) == module_name:
                 yield value

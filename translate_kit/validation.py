@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 __all__ = ["coerce", "describe"]
 
@@ -27,6 +27,8 @@ def describe(annotation: Any) -> str:
     """
     if annotation is Any or annotation is typing.Any:
         return "any value"
+    if typing.get_origin(annotation) is Annotated:  # metadata (a ComponentRef, ...) is for the registry
+        return describe(annotation.__origin__)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Literal:
@@ -65,6 +67,8 @@ def coerce(value: Any, annotation: Any) -> Any:
     """
     if annotation is Any or annotation is typing.Any or annotation is object:
         return value
+    if typing.get_origin(annotation) is Annotated:
+        return coerce(value, annotation.__origin__)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Literal:

@@ -50,7 +50,6 @@ def eval_command(
     """
     import dataclasses
 
-    from translate_kit.errors import RecipeError
     from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
     from translate_kit.eval.evaluate import format_value as _fmt
     from translate_kit.inference import Translator
@@ -67,9 +66,6 @@ def eval_command(
     seg = None
     if segmenter is not None:
         seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
-        if not hasattr(seg.method, "segment"):
-            raise RecipeError(f"{segmenter} is not a segmenter run (its method has no segment()); train one with "
-                              "`tkit train fcn_facades`.")
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
     if run_dir.name == "checkpoints":
         run_dir = run_dir.parent

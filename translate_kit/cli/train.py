@@ -47,11 +47,14 @@ def train(
 
     Under torchrun every process runs this; --device cuda (or auto) gives each its own GPU.
     """
+    from translate_kit.allocator import keep_freed_memory
+    from translate_kit.build import select_device
     from translate_kit.train.distributed import launch_env, process_group
-    from translate_kit.train.trainer import select_device
 
     # Rank 0 speaks for the job; the other processes' consoles stay silent (errors still print).
     console = Console(quiet=launch_env().rank != 0)
+    if select_device(device).type == "cpu":
+        keep_freed_memory()  # glibc would page-fault every step's activations back in (see allocator.py)
     with process_group(select_device(device)) as group:
         _train(ctx, recipe, overrides or [], resume, device, overwrite, console, group)
 

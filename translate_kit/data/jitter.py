@@ -8,11 +8,14 @@ construction (each sample still gets its own window and flip).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["PairedJitter", "from_unit_range", "to_unit_range"]
+if TYPE_CHECKING:
+    from translate_kit.method import BatchSpec
+
+__all__ = ["PairedJitter", "centre_crop", "from_unit_range", "to_unit_range"]
 
 
 def to_unit_range(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -23,6 +26,12 @@ def to_unit_range(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> t
 def from_unit_range(images: torch.Tensor) -> torch.Tensor:
     """float `[-1, 1]` -> uint8 `[0, 255]` (rounded, clamped), on the same device."""
     return images.detach().float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The centred `size` x `size` window of `(..., H, W)` (the odd pixel left on the right/bottom)."""
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
 
 
 class PairedJitter:
@@ -54,6 +63,28 @@ class PairedJitter:
 
         self.crop = K.RandomCrop((self.crop_size, self.crop_size))
         self.flip = K.RandomHorizontalFlip(p=0.5) if self.flip_enabled else None
+
+    def prepare(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
+        """`Method.prepare_batch`'s default: the `keys` images (uint8) to `spec.device` in
+        [-1, 1], jittered (`spec.train`) or centre-cropped, in the networks' memory format."""
+        missing = [key for key in self.keys if key not in batch]
+        if missing:
+            raise KeyError(
+                f"The batch has no {', '.join(missing)} image(s) (it has {', '.join(map(str, batch))}); this "
+                "method's default batch preparation needs paired images: use a paired dataset or override "
+                "prepare_batch"
+            )
+        out = dict(batch)
+        for key in self.keys:
+            out[key] = to_unit_range(batch[key].to(spec.device, non_blocking=True))
+        if spec.train:
+            out = self(out)
+        else:
+            out.update((key, centre_crop(out[key], self.crop_size)) for key in self.keys)
+        memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+        for key in self.keys:
+            out[key] = out[key].contiguous(memory_format=memory_format)
+        return out
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.crop is None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -19,14 +20,21 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from translate_kit.data.io import to_channels
 from translate_kit.errors import DataError
 
-__all__ = ["EpochSampler", "PreparedDataset", "make_loader"]
+if TYPE_CHECKING:
+    from translate_kit.recipe import Recipe
+    from translate_kit.registry import Registry
+    from translate_kit.train.distributed import Distributed
+
+__all__ = ["EpochSampler", "PreparedDataset", "TrainingData", "build_dataset", "make_loader", "training_data"]
 
 
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+def _resize(image: torch.Tensor, size: int, *, labels: bool = False) -> torch.Tensor:
     if image.shape[-2:] == (size, size):
         return image
     from torchvision.transforms.v2 import functional as F
 
+    if labels:  # class ids must never blend: nearest neighbour
+        return F.resize(image, [size, size], interpolation=F.InterpolationMode.NEAREST_EXACT)
     # Bicubic with antialiasing, as the reference does with PIL; on uint8 it rounds and clamps.
     return F.resize(image, [size, size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
 
@@ -35,7 +43,11 @@ class PreparedDataset(Dataset):
     """Wrap a dataset component: resize images to `load_size`, convert channels, cache the result.
 
     Args:
-        dataset: map-style dataset of `{"A": uint8 (C,H,W), "B": ..., "name": str}` items.
+        dataset: map-style dataset of items such as `{"A": uint8 (C,H,W), "B": ..., "name": str}`.
+            The keys in `channels` that an item has are images (resized bicubically, converted
+            to their channel count); the keys the dataset lists in its attribute `label_keys`
+            are label maps (resized with nearest neighbour, never blended); every other entry
+            (a clip's frame count, a domain label) passes through as the dataset made it.
         load_size: square side images are resized to.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
@@ -64,6 +76,7 @@ class PreparedDataset(Dataset):
         self.load_size = load_size
         self.channels = dict(channels)
         self.on_error = on_error
+        self.label_keys = tuple(getattr(dataset, "label_keys", ()))
         self.indices = list(range(len(dataset)))  # type: ignore[arg-type]
         self.skipped: list[tuple[str, str]] = list(getattr(dataset, "skipped", []))
         self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
@@ -78,7 +91,11 @@ class PreparedDataset(Dataset):
         """Item `index` of the wrapped dataset, resized and channel-converted (uncached)."""
         item = dict(self.dataset[index])
         for key, channels in self.channels.items():
-            item[key] = to_channels(_resize(item[key], self.load_size), channels).contiguous()
+            if key in item:
+                item[key] = to_channels(_resize(item[key], self.load_size), channels).contiguous()
+        for key in self.label_keys:
+            if key in item:
+                item[key] = _resize(item[key], self.load_size, labels=True).contiguous()
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -217,3 +234,81 @@ def make_loader(
         # run's dropout and jitter would drift from the uninterrupted run's.
         generator=torch.Generator().manual_seed(sampler.seed),
     )
+
+
+def build_dataset(recipe: Recipe, registry: Registry, *, split: str | None = None, load_size: int | None = None,
+                  cache: bool | None = None) -> PreparedDataset:
+    """The recipe's dataset component, prepared: resized to `load_size` (default the recipe's),
+    channels converted, cached as the recipe says. `split` replaces the dataset's split option."""
+    data = recipe.data
+    table = {"name": data.dataset, **data.options}
+    options = {o.name for o in registry.get("dataset", data.dataset, where=recipe.where("data")).options}
+    if split is not None:
+        table["split"] = split
+    if "on_error" in options:
+        table.setdefault("on_error", data.on_error)  # e.g. `paired` drops files without a partner
+    dataset = registry.build("dataset", table, where=recipe.where("data"))
+    return PreparedDataset(
+        dataset,
+        load_size=data.load_size if load_size is None else load_size,
+        channels={"A": data.in_channels, "B": data.out_channels},
+        cache=data.cache if cache is None else cache,
+        on_error=data.on_error if split is None else "fail",
+    )
+
+
+@dataclass
+class TrainingData:
+    """A training run's data: the prepared dataset, this process's sampler and loader."""
+
+    dataset: PreparedDataset
+    sampler: EpochSampler
+    loader: DataLoader
+    steps_per_epoch: int  # global steps per epoch, the same on every rank
+
+
+def training_data(
+    recipe: Recipe, registry: Registry, *, dist: Distributed, pin_memory: bool, console: Any | None = None
+) -> TrainingData:
+    """Build the dataset, vet it, and make this rank's loader over its shard of every epoch.
+
+    The cache is filled first (with `data.on_error = "skip"` every item is read to find the bad
+    ones, which `console` is told about): the set of items fixes the data order, so it must be
+    known before the sampler is made.
+    """
+    train = recipe.train
+    dataset = build_dataset(recipe, registry)
+    if dataset.cache is not None or dataset.on_error != "fail":
+        from translate_kit.progress import make_progress
+
+        with make_progress(console, transient=True) as progress:
+            task = progress.add_task("decode", total=len(dataset), stats="")
+            dataset.warm(threads=max(1, torch.get_num_threads()), on_item=lambda: progress.advance(task))
+    if dataset.skipped and console is not None:
+        from rich.markup import escape
+
+        shown = "".join(f"\n  {escape(name)}: {escape(reason)}" for name, reason in dataset.skipped[:5])
+        more = f"\n  ... and {len(dataset.skipped) - 5} more" if len(dataset.skipped) > 5 else ""
+        console.print(
+            f"[yellow]Skipped {len(dataset.skipped)} unusable item(s) (data.on_error = \"skip\"); {len(dataset)} "
+            f"remain. The list is in skipped_inputs.txt of the run folder.{shown}{more}"
+        )
+    if not dist.same_everywhere(len(dataset)):
+        raise DataError(
+            f"The {dist.world_size} processes found different numbers of usable images (rank {dist.rank}: "
+            f"{len(dataset)}): an image that failed to read on one machine only, or data folders that differ "
+            "between machines. Every process must see the same files."
+        )
+    if len(dataset) < train.batch_size:
+        raise DataError(
+            f"The dataset has {len(dataset)} image(s), fewer than train.batch_size = {train.batch_size}; add "
+            "images or lower the batch size."
+        )
+    # Each rank reads its own shard of the epoch's permutation, batch_size / world_size images at
+    # a time. Not torch's DistributedSampler: EpochSampler restarts an epoch at any offset (exact
+    # resume), and its shards make global batch i hold the same images for any number of
+    # processes (see its docstring), so a run may resume on a different number of GPUs.
+    sampler = EpochSampler(len(dataset), seed=recipe.run.seed, rank=dist.rank, world_size=dist.world_size)
+    loader = make_loader(dataset, sampler, batch_size=train.batch_size // dist.world_size,
+                         num_workers=recipe.data.num_workers, pin_memory=pin_memory)
+    return TrainingData(dataset, sampler, loader, len(dataset) // train.batch_size)

@@ -7,6 +7,9 @@ from one confusion matrix over the whole split. The same segmenter on the real p
 "ground truth" row: the ceiling every FCN-score is read against.
 
 Everything streams: a batch is read, translated, scored and written before the next is read.
+Each batch goes through the method's own `prepare_batch` (as for sample pages: no jitter, a centre
+crop), so inputs and targets are what the method trains on: for pix2pix the pairs themselves, for
+a super-resolution method the degraded input it makes from a high-resolution image.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from translate_kit.data.jitter import to_unit_range
-from translate_kit.data.loading import PreparedDataset
+from translate_kit.data.jitter import from_unit_range, to_unit_range
+from translate_kit.data.loading import PreparedDataset, build_dataset
 from translate_kit.errors import DataError, RecipeError
 from translate_kit.eval.labels import encode_palette
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
-from translate_kit.method import test_time
+from translate_kit.method import BatchSpec, PixelClassifier, test_time
 from translate_kit.pages import save_png
 
 __all__ = ["EvalOptions", "EvalReport", "eval_dataset", "evaluate", "format_value", "write_eval_page", "write_json"]
@@ -78,9 +81,7 @@ def eval_dataset(recipe: Any, registry: Any, split: str) -> PreparedDataset:
             f"Dataset {data.dataset!r} has no 'split' option, so `tkit eval --split` cannot choose images; "
             "evaluate with a dataset that has splits (aligned, paired)."
         )
-    dataset = registry.build("dataset", {"name": data.dataset, **data.options, "split": split}, where=f"eval {split}")
-    channels = {"A": data.in_channels, "B": data.out_channels}
-    return PreparedDataset(dataset, load_size=data.crop_size, channels=channels, cache=False)
+    return build_dataset(recipe, registry, split=split, load_size=data.crop_size, cache=False)
 
 
 def _per_image_accuracy(pred: torch.Tensor, true: torch.Tensor) -> list[float]:
@@ -109,8 +110,7 @@ def evaluate(
         options: split name (for the report), batch size, limit, whether to write images.
         out_dir: where images go (`images/`); None writes nothing.
         checkpoint: what is evaluated, for the report.
-        segmenter: a Translator whose method is a `Segmentation` (has `segment`, `decode` and
-            `palette`); None skips the FCN-score.
+        segmenter: a Translator whose method is a `PixelClassifier`; None skips the FCN-score.
         on_batch: called with the number of images done after each batch.
     """
     count = len(dataset) if not options.limit else min(options.limit, len(dataset))
@@ -118,22 +118,30 @@ def evaluate(
         raise DataError(f"The {options.split} split holds no image to evaluate.")
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = DataLoader(subset, batch_size=options.batch_size, shuffle=False, num_workers=0)
+    if segmenter is not None and not isinstance(segmenter.method, PixelClassifier):
+        raise RecipeError(
+            f"{segmenter.checkpoint} is not a segmenter run: its method labels no pixels (it is not a "
+            "PixelClassifier). Train one with `tkit train fcn_facades`."
+        )
     pixel = PixelMetrics()
     palette = segmenter.method.palette if segmenter is not None else None
+    crop = translator.recipe.data.crop_size
+    spec = BatchSpec(torch.device("cpu"), crop, flip=False, train=False)
     if palette is not None:
         generated = ConfusionMatrix(palette.num_classes, class_names=palette.names)
         real = ConfusionMatrix(palette.num_classes, class_names=palette.names)
     rows: list[dict[str, Any]] = []
     done = 0
     for batch in loader:
-        inputs, targets = batch["A"], batch["B"]
+        prepared = translator.method.prepare_batch(batch, spec)  # the method's inputs and targets, uint8 again
+        inputs, targets = from_unit_range(prepared["A"]), from_unit_range(prepared["B"])
         # uint8, the inputs' size; first_index keeps paper mode's per-image seeds across batches.
         outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
         values = pixel.update(outputs.double() / 255, targets.double() / 255)
         metrics = [{k: v[i].item() for k, v in values.items()} for i in range(len(outputs))]
         extra: list[dict[str, Any]] = [{} for _ in outputs]
         if segmenter is not None:  # labels -> photo: the input is the label map, the target the photo
-            true = segmenter.method.decode(inputs)
+            true = segmenter.method.decode_labels(inputs)
             predicted = _segment(segmenter, outputs)
             generated.update(predicted, true)
             real.update(_segment(segmenter, targets), true)
@@ -165,7 +173,7 @@ def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
     # depends neither on the batch size nor on chance.
     x = to_unit_range(images_uint8.to(segmenter.device))
     with test_time(segmenter.method, "eval"):
-        return segmenter.method.segment(x).cpu()
+        return segmenter.method.classify(x).cpu()
 
 
 def format_value(value: Any) -> str:

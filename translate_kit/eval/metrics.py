@@ -13,15 +13,24 @@ Conventions:
       images (not PSNR of the pooled MSE).
     - PSNR of two identical images is `inf` (MSE 0), not a capped value: a ground-truth-vs-itself
       sanity run shows `inf`. `json.dumps` writes it as `Infinity`; convert if strict JSON is needed.
+    - PSNR is the closed form `10 · log10(L² / MSE)` of each image's own MSE. `kornia.metrics.psnr` uses
+      the same formula but pools one MSE over the whole tensor, batch included (the PSNR of the pooled
+      MSE), so it is not called; see `psnr`.
     - SSIM follows Wang et al. (2004) and their MATLAB `ssim_index`: an 11×11 Gaussian window with
       σ = 1.5 (sampled, normalised), K1 = 0.01, K2 = 0.03, C1 = (K1·L)², C2 = (K2·L)², local moments
       as Gaussian-weighted population statistics, and **'valid' borders**: the SSIM map is computed
       only where the whole window fits inside the image, so it is `(H - w + 1) × (W - w + 1)` and no
       padding value ever enters the score. The per-image value is the mean of that map over channels
-      and positions. This equals `kornia.metrics.ssim(..., padding="valid", eps=0.0)` averaged, and
-      scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
+      and positions. The map is kornia's: `kornia.metrics.ssim(pred, target, window_size, max_val=L,
+      eps=0.0, padding="valid")` computes it, and this module only checks the inputs, casts them to the
+      compute dtype and averages. kornia's window has σ fixed at 1.5, so for another `sigma` the map
+      is assembled from kornia's pieces instead: `kornia.filters.get_gaussian_kernel1d(window_size,
+      sigma)` and `kornia.filters.filter2d_separable(..., padding="valid")` give the local moments,
+      combined with kornia's SSIM formula (the same operations, so σ = 1.5 gives the same numbers both
+      ways). `eps=0.0` keeps kornia's denominator term out: identical images score exactly 1. This
+      also equals scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
       use_sample_covariance=False, data_range=L)` (which crops the same border). Images must be at
-      least `window_size` pixels on each side.
+      least `window_size` pixels on each side. kornia is imported on first use, not with this module.
 
 FCN-score (pix2pix, `scripts/eval_cityscapes/util.py`): one confusion matrix `hist[true, pred]` over
 the whole split, then
@@ -148,7 +157,10 @@ def mse(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> to
 
 
 def _psnr_from_mse(mse_values: torch.Tensor, data_range: float) -> torch.Tensor:
-    # mse 0 -> data_range**2 / 0 = inf -> log10 inf = inf
+    # The closed form on purpose, not kornia.metrics.psnr: kornia's takes images and pools one MSE over
+    # the whole tensor (batch included), so per-image values would need one call per image (or a vmap)
+    # that recomputes the MSE PixelMetrics already has. The formula is the same as kornia's, and
+    # mse 0 -> data_range**2 / 0 = inf -> log10 inf = inf, as kornia gives for an identical pair.
     return 10.0 * torch.log10(data_range**2 / mse_values)
 
 
@@ -172,48 +184,43 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return _psnr_from_mse(mse(pred, target, data_range), float(data_range))
 
 
-def _gaussian_window(window_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    x = torch.arange(window_size, dtype=dtype, device=device) - (window_size - 1) / 2
-    g = torch.exp(-(x**2) / (2.0 * sigma**2))
-    return g / g.sum()
-
-
-def _blur_valid(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' filtering of `(..., H, W)` -> `(..., H - w + 1, W - w + 1)`.
-
-    Written as a weighted sum of shifted slices: exact 'valid' borders by construction, and on the CPU
-    in float64 several times faster than a grouped convolution (which has no fast float64 kernel).
-    """
-    taps = window.tolist()
-    size = len(taps)
-    width = x.shape[-1] - size + 1
-    rows = x[..., :width] * taps[0]
-    for k in range(1, size):
-        rows.add_(x[..., k : k + width], alpha=taps[k])
-    height = x.shape[-2] - size + 1
-    out = rows[..., :height, :] * taps[0]
-    for k in range(1, size):
-        out.add_(rows[..., k : k + height, :], alpha=taps[k])
-    return out
+_KORNIA_SSIM_SIGMA = 1.5  # the Gaussian σ kornia.metrics.ssim always uses
 
 
 def _ssim_map(
     pred: torch.Tensor, target: torch.Tensor, data_range: float, window_size: int, sigma: float
 ) -> torch.Tensor:
-    """SSIM map `(B, C, H - w + 1, W - w + 1)` of checked images (already in the compute dtype)."""
-    c = pred.shape[1]
-    window = _gaussian_window(window_size, sigma, torch.float64, torch.device("cpu"))
-    # the five local moments of every channel, filtered in one pass
-    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
-    moments = _blur_valid(stack, window)
-    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
-    var_x = xx - mu_x * mu_x
-    var_y = yy - mu_y * mu_y
-    cov = xy - mu_x * mu_y
+    """SSIM map `(B, C, H - w + 1, W - w + 1)` of checked images (already in the compute dtype), by kornia."""
+    if sigma == _KORNIA_SSIM_SIGMA:
+        from kornia.metrics import ssim as kornia_ssim
+
+        return kornia_ssim(pred, target, window_size, max_val=data_range, eps=0.0, padding="valid")
+    return _ssim_map_any_sigma(pred, target, data_range, window_size, sigma)
+
+
+def _ssim_map_any_sigma(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float, window_size: int, sigma: float
+) -> torch.Tensor:
+    """`kornia.metrics.ssim(..., eps=0.0, padding="valid")` with a Gaussian window of any `sigma`.
+
+    kornia's window has σ fixed at 1.5; here kornia builds the window and filters the local moments
+    ('valid': no padding), and they are combined with kornia's SSIM formula, operation for operation.
+    """
+    from kornia.filters import filter2d_separable, get_gaussian_kernel1d
+
+    kernel = get_gaussian_kernel1d(window_size, sigma, device=pred.device, dtype=pred.dtype)
+    # the five local moments of every channel, filtered in one call
+    stack = torch.cat([pred, target, pred**2, target**2, pred * target], dim=1)
+    moments = filter2d_separable(stack, kernel, kernel, padding="valid")
+    mu1, mu2, mu_img1_sq, mu_img2_sq, mu_img1_img2 = moments.split(pred.shape[1], dim=1)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1**2, mu2**2, mu1 * mu2
+    sigma1_sq = mu_img1_sq - mu1_sq
+    sigma2_sq = mu_img2_sq - mu2_sq
+    sigma12 = mu_img1_img2 - mu1_mu2
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)
-    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    num = (2.0 * mu1_mu2 + c1) * (2.0 * sigma12 + c2)
+    den = (mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2)
     return num / den
 
 
@@ -228,7 +235,10 @@ def ssim(
 
     The SSIM map uses a `window_size`² sampled Gaussian window of standard deviation `sigma`,
     K1 = 0.01 and K2 = 0.03, and is computed only where the window lies wholly inside the image (no
-    padding); the result is its mean over channels and positions. See the module docstring.
+    padding); the result is its mean over channels and positions. The map is
+    `kornia.metrics.ssim(pred, target, window_size, max_val=data_range, eps=0.0, padding="valid")`;
+    kornia's σ is fixed at 1.5, so another `sigma` filters with kornia's Gaussian kernel and
+    `filter2d_separable` instead (same formula). See the module docstring.
 
     Args:
         pred: generated images `(B, C, H, W)`, float in `[0, data_range]`, with H, W ≥ window_size.

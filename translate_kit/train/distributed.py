@@ -34,12 +34,15 @@ from translate_kit.errors import RecipeError, TrainingError
 
 __all__ = [
     "Distributed",
+    "check_replicas",
     "LaunchEnv",
     "launch_env",
     "parameter_fingerprints",
     "process_device",
     "process_group",
     "stream_seed",
+    "sync_batchnorm",
+    "wrap_for_processes",
 ]
 
 
@@ -122,6 +125,20 @@ def stream_seed(seed: int, rank: int, step: int) -> int:
     """
     digest = hashlib.sha256(f"translate-kit/{seed}/{rank}/{step}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # torch.manual_seed takes up to 2**63 - 1
+
+
+def check_replicas(fingerprints: list[dict[str, str]], *, step: int, path: Any) -> None:
+    """Raise unless every rank's `parameter_fingerprints` equal rank 0's: a checkpoint holding rank
+    0's weights stands for all ranks only then."""
+    differing = sorted({net for other in fingerprints[1:] for net, digest in other.items()
+                        if digest != fingerprints[0].get(net)})
+    if differing:
+        raise TrainingError(
+            f"After step {step} the {len(fingerprints)} processes hold different weights for network(s) "
+            f"{', '.join(differing)} ({path} has rank 0's). The method changes parameters outside ctx.update, or "
+            "differently on each rank; DistributedDataParallel keeps ranks equal only through the averaged "
+            "gradients that ctx.update applies."
+        )
 
 
 def parameter_fingerprints(nets: Mapping[str, nn.Module]) -> dict[str, str]:
@@ -314,3 +331,65 @@ def process_group(device: torch.device) -> Iterator[Distributed]:
         yield Distributed(dist.get_rank(), dist.get_world_size(), env.local_rank, control)
     finally:
         dist.destroy_process_group()
+
+
+def sync_batchnorm(nets: nn.ModuleDict, dist: Distributed, device: torch.device, *, where: str, per_rank: int) -> None:
+    """Across processes, let batch norm see the global batch (SyncBatchNorm), as one process would;
+    in place in `nets`.
+
+    Plain BatchNorm in DDP normalises each rank's `batch_size / world_size` images with their
+    own statistics: a different model from the single-process one (with 1 image per rank it
+    is instance normalisation in disguise), and every rank keeps different running statistics.
+
+    Args:
+        where: the recipe's [train] table, for messages (`train.sync_batchnorm` turns this on).
+        per_rank: images each process trains on per step, for messages.
+    """
+    with_bn = [
+        name for name, net in nets.items() if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    ]
+    if not with_bn:
+        return
+    if device.type != "cuda":
+        raise RecipeError(
+            f"{where}, key 'sync_batchnorm': network(s) {', '.join(with_bn)} use batch norm, and "
+            f"train.sync_batchnorm = true would synchronise its statistics over the {dist.world_size} processes, "
+            f"but torch's SyncBatchNorm runs on CUDA only and this run is on {device.type}. Set "
+            "train.sync_batchnorm = false (--set train.sync_batchnorm=false) to let each process normalise with "
+            f"the statistics of its own {per_rank} image(s), or use norm = \"instance\"."
+        )
+    for name in with_bn:
+        nets[name] = nn.SyncBatchNorm.convert_sync_batchnorm(nets[name])
+
+
+def wrap_for_processes(nets: nn.ModuleDict, device: torch.device) -> None:
+    """Wrap each trainable network in DistributedDataParallel, in place in `nets`.
+
+    One wrapper per network, not one around the method: each `ctx.update` backward reaches
+    some networks only (a GAN's D step stops at the detached fake; its G step runs through D
+    frozen), and each wrapper averages the gradients of its own network when they are ready.
+    The methods' patterns need no special settings:
+
+    - a network called several times before one backward (D on the real and the fake pair;
+      CycleGAN's generators three times) is fine: autograd sums a parameter's gradient over
+      every use before DDP's hook for it fires, once;
+    - a network frozen with `method.frozen` has no parameter that requires grad, so no hook
+      fires and its wrapper has nothing pending. So `find_unused_parameters` stays off (it
+      costs a graph walk per forward); a method must use all trainable parameters of a
+      network in a backward that reaches it, or DDP says which ones it did not use;
+    - `forward_sync_buffers=False` (formerly `broadcast_buffers`): the default copies rank 0's
+      buffers (batch-norm running statistics) to every rank at the start of every forward, a
+      collective in each of a GAN's three or more forwards per step, and one that would hang
+      a forward run by rank 0 alone. It buys nothing: training forwards normalise with batch
+      statistics, never the running ones; with SyncBatchNorm those agree between ranks anyway,
+      and with per-process batch norm each rank keeps its own and checkpoints hold rank 0's;
+    - no `static_graph`: which networks a backward reaches changes within a step.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    for name in list(nets):
+        net = nets[name]
+        if not any(p.requires_grad for p in net.parameters()):
+            continue  # nothing to average (and DDP refuses such a module)
+        nets[name] = DistributedDataParallel(net, device_ids=device_ids, forward_sync_buffers=False)

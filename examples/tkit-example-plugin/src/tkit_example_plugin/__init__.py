@@ -16,9 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from translate_kit.hookspecs import hookimpl
-from translate_kit.layers import init_weights, make_norm
-from translate_kit.registry import register_generator
+from translate_kit.api import Norm, hookimpl, init_weights, make_norm, register_generator
 
 __all__ = ["ResidualCNN", "residual_cnn"]
 
@@ -45,7 +43,7 @@ class ResidualCNN(nn.Module):
 
 @register_generator()
 def residual_cnn(
-    *, in_channels: int = 3, out_channels: int = 3, width: int = 32, depth: int = 4, norm: str = "instance"
+    *, in_channels: int = 3, out_channels: int = 3, width: int = 32, depth: int = 4, norm: Norm = "instance"
 ) -> ResidualCNN:
     """Residual full-resolution CNN (example plugin); any image size."""
     return init_weights(ResidualCNN(in_channels, out_channels, width, depth, norm))

@@ -1,13 +1,15 @@
-"""Benchmarks of a recipe: training and inference throughput, FLOPs, peak memory (`tkit bench`).
+"""`tkit bench`: training and inference throughput, FLOPs and peak memory of a recipe's networks.
 
+A first-party plugin that adds one command, as `reference_import` adds `tkit convert`.
 `run_bench` builds the recipe's method exactly as `tkit train` does (through the `Trainer`: the
-same networks, memory format, precision, optimisers and `TrainContext`) and measures, after a
+same networks, memory format, precision, optimisers and `StepRunner`) and measures, after a
 warm-up, in windows whose length is calibrated on the warm-up:
 
-- **train step**: one call of the method's real `training_step` on a synthetic batch already on
-  the device (uniform noise in [-1, 1] at `crop_size`), so data loading is left out;
+- **train step**: one `StepRunner` call (the method's real `training_step`, with the trainer's
+  updates) on a synthetic batch already on the device (uint8 noise at `load_size`, prepared once
+  by the method's own `prepare_batch`), so data loading is left out;
 - **train loop**: the same step fed by the trainer's own data path (cached dataset, loader,
-  transfer, on-device jitter), as in `tkit train`, at the recipe's own batch size; it needs the
+  the method's `prepare_batch`), as in `tkit train`, at the recipe's own batch size; it needs the
   recipe's data (or `synthetic_data=True`) and is reported as skipped otherwise;
 - **inference**: `method.translate` under `torch.inference_mode` and `test_time(method, mode)`
   in "eval" mode (deterministic) and "paper" mode (dropout on, batch statistics);
@@ -24,8 +26,11 @@ warm-up, in windows whose length is calibrated on the warm-up:
 
 Every throughput is the median of its windows, with their minimum and maximum.
 
+Training processes keep freed memory in the process on the CPU, as `tkit train` does
+(`translate_kit.allocator`): the command sets it for the memory probes and the timed steps alike.
+
 Example:
-    >>> from translate_kit.bench import run_bench
+    >>> from translate_kit_plugins.bench import run_bench
     >>> result = run_bench(recipe, registry, pm, device="cpu", batch_sizes=(1,))  # doctest: +SKIP
     >>> result.figure("train_step", 1).images_per_s  # doctest: +SKIP
     0.83
@@ -47,21 +52,37 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import torch
-from torch.utils.data import Dataset
+import typer
+from torch.utils.data import Dataset, default_collate
 
-from translate_kit.errors import DataError, TranslateKitError
-from translate_kit.method import Method, test_time
-from translate_kit.recipe import Recipe
-from translate_kit.registry import Registry, register
-from translate_kit.train.trainer import Trainer
+from translate_kit.api import (
+    DataError,
+    Method,
+    OptionError,
+    Recipe,
+    Registry,
+    Trainer,
+    cli_command,
+    compiled_nets,
+    eval_copy,
+    find_recipe,
+    get_plugin_manager,
+    hookimpl,
+    keep_freed_memory,
+    load_recipe,
+    make_loader,
+    register,
+    session,
+    test_time,
+    write_synth_facades,
+)
 
 __all__ = [
     "LABELS",
     "NOISE_DATASET",
-    "BenchError",
     "BenchResult",
     "MatmulRate",
     "MemoryPeak",
@@ -69,7 +90,7 @@ __all__ = [
     "Throughput",
     "Timing",
     "abba_windows",
-    "bench_registry",
+    "bench",
     "bench_trainer",
     "calls_per_window",
     "count_flops",
@@ -77,7 +98,9 @@ __all__ = [
     "inference_fn",
     "matmul_rate",
     "max_rss_bytes",
+    "noise_pairs",
     "peak_memory",
+    "render",
     "run_bench",
     "synthetic_batch",
     "time_windows",
@@ -97,10 +120,6 @@ LABELS = {  # short names of the figures, for tables
     "infer_eval_compiled": "infer eval, compiled",
     "infer_paper_compiled": "infer paper, compiled",
 }
-
-
-class BenchError(TranslateKitError, ValueError):
-    """A benchmark setting that cannot work (an empty list of batch sizes, zero windows, ...)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -267,7 +286,7 @@ def time_windows(
         name -> its `Timing`.
     """
     if windows < 1:
-        raise BenchError(f"Expected at least 1 window, got {windows}.")
+        raise OptionError(f"Expected at least 1 window, got {windows}.")
     steps = {name: calls_per_window(fn, sync, warmup, window_s) for name, fn in fns.items()}
 
     def run_window(name: str) -> float:
@@ -292,7 +311,7 @@ def abba_windows(steps: Mapping[str, int], run_window: Callable[[str], float], *
         [6.0, 6.0]
     """
     if windows < 1:
-        raise BenchError(f"Expected at least 1 window, got {windows}.")
+        raise OptionError(f"Expected at least 1 window, got {windows}.")
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     order = list(steps)
     for window in range(windows):
@@ -386,20 +405,11 @@ class NoisePairs(Dataset):
 
 
 @register("dataset", NOISE_DATASET)
-def _noise_dataset(
+def noise_pairs(
     *, count: int = 8, size: int = 256, in_channels: int = 3, out_channels: int = 3, seed: int = 0
 ) -> NoisePairs:
-    """In-memory noise pairs; only `bench_registry` adds this dataset, never a plugin scan."""
+    """In-memory uint8 noise pairs, for timing without data on disk (`tkit bench`)."""
     return NoisePairs(count, size, in_channels, out_channels, seed)
-
-
-def bench_registry(registry: Registry) -> Registry:
-    """A copy of `registry` plus the benchmark's noise dataset (the caller's registry is left as is)."""
-    extended = Registry()
-    for spec in registry.specs():
-        extended.add(spec.factory, plugin=spec.plugin)
-    extended.add(_noise_dataset, plugin="translate_kit.bench")
-    return extended
 
 
 @contextlib.contextmanager
@@ -427,30 +437,21 @@ def bench_trainer(
                        "in_channels": d.in_channels, "out_channels": d.out_channels, "seed": recipe.run.seed}
             noise = dataclasses.replace(d, dataset=NOISE_DATASET, options=options, cache=True, num_workers=0)
             recipe = dataclasses.replace(recipe, data=noise)
-            registry = bench_registry(registry)
         yield Trainer(recipe, registry=registry, pm=pm, device=device)
 
 
 def synthetic_batch(trainer: Trainer, batch_size: int, *, seed: int = 0) -> dict[str, Any]:
-    """A training batch of uniform noise in [-1, 1] at `crop_size`, on the trainer's device and in
-    its memory format: what `Trainer._batch_to_device` hands the method, without the data path."""
+    """A training batch of uniform uint8 noise at `load_size`, prepared once by the method's own
+    `prepare_batch` (to the device, jittered, in the networks' memory format): what a training
+    step gets, without the data path."""
     data = trainer.recipe.data
-    generator = torch.Generator().manual_seed(seed)
-    memory_format = torch.channels_last if trainer.channels_last else torch.contiguous_format
-    batch: dict[str, Any] = {"name": [f"noise_{i}" for i in range(batch_size)]}
-    for key, channels in (("A", data.in_channels), ("B", data.out_channels)):
-        images = torch.rand(batch_size, channels, data.crop_size, data.crop_size, generator=generator) * 2 - 1
-        batch[key] = images.to(trainer.device).contiguous(memory_format=memory_format)
-    return batch
+    noise = NoisePairs(batch_size, data.load_size, data.in_channels, data.out_channels, seed)
+    return trainer.method.prepare_batch(default_collate([noise[i] for i in range(batch_size)]), trainer.batch_spec)
 
 
 def _step(trainer: Trainer, batch: Mapping[str, Any]) -> None:
-    """One optimisation step as `Trainer._train_epoch` makes it (the scaler update included)."""
-    ctx = trainer.ctx
-    ctx.skipped_this_step = ctx.scaler_stepped = False
-    trainer.method.training_step(batch, ctx)
-    if ctx.scaler_stepped and trainer.scaler is not None:
-        trainer.scaler.update()
+    """One optimisation step, through the trainer's own `StepRunner`."""
+    trainer.step_runner(batch, step=trainer.state.step, epoch=trainer.state.epoch)
     trainer.state.step += 1
 
 
@@ -462,8 +463,6 @@ def train_step_fn(trainer: Trainer, batch: Mapping[str, Any]) -> Callable[[], No
 
 def _endless_batches(trainer: Trainer, batch_size: int) -> Iterator[Mapping[str, Any]]:
     """The trainer's loader at `batch_size`, epoch after epoch in the trainer's sampler order."""
-    from translate_kit.data.loading import make_loader
-
     loader = make_loader(trainer.dataset, trainer.sampler, batch_size=batch_size,
                          num_workers=trainer.recipe.data.num_workers, pin_memory=trainer.device.type == "cuda")
     epoch = 0
@@ -474,11 +473,11 @@ def _endless_batches(trainer: Trainer, batch_size: int) -> Iterator[Mapping[str,
 
 
 def train_loop_fn(trainer: Trainer, batch_size: int) -> Callable[[], None]:
-    """One step of the training loop per call: next batch from the loader, to the device with the
-    trainer's jitter (`Trainer._batch_to_device`, the data path of `tkit train`), then the step."""
+    """One step of the training loop per call: next batch from the loader, prepared by the method
+    (`Method.prepare_batch`, the data path of `tkit train`), then the step."""
     trainer.method.train()
     batches = _endless_batches(trainer, batch_size)
-    return lambda: _step(trainer, trainer._batch_to_device(next(batches)))
+    return lambda: _step(trainer, trainer.method.prepare_batch(next(batches), trainer.batch_spec))
 
 
 def inference_fn(
@@ -497,8 +496,6 @@ def inference_fn(
     whole batch (the network's cost is the same as per image; `Translator` runs one image at a
     time in paper mode, so its images do not mix).
     """
-    from translate_kit.inference import compiled_nets, eval_copy
-
     modes = method  # test_time switches the original modules, which compiled wrappers hold
     if mode == "eval":
         method = modes = eval_copy(method)
@@ -534,25 +531,23 @@ def peak_memory(
     steady peak).
 
     Raises:
-        BenchError: the process failed; the message holds the end of its error output.
+        OptionError: the process failed; the message holds the end of its error output.
     """
     spec = {"recipe": recipe.to_dict(), "source": recipe.source, "device": device, "batch_size": batch_size,
             "steps": steps, "threads": threads or torch.get_num_threads(),
             "plugins_dir": str(plugins_dir) if plugins_dir is not None else None}
-    done = subprocess.run([sys.executable, "-m", "translate_kit.bench", json.dumps(spec, default=str)],
+    done = subprocess.run([sys.executable, "-m", "translate_kit_plugins.bench", json.dumps(spec, default=str)],
                           capture_output=True, text=True, timeout=timeout_s)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(_PROBE_MARK):
             return MemoryPeak(**json.loads(line[len(_PROBE_MARK):]))
     tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-    raise BenchError(f"The memory probe at batch {batch_size} failed (exit status {done.returncode}): {tail}")
+    raise OptionError(f"The memory probe at batch {batch_size} failed (exit status {done.returncode}): {tail}")
 
 
 def _probe(spec: Mapping[str, Any]) -> MemoryPeak:
-    """The fresh process's side of `peak_memory`."""
-    from translate_kit.plugins import get_plugin_manager
-    from translate_kit.recipe import load_recipe
-
+    """The fresh process's side of `peak_memory`: a training process, with its malloc setting."""
+    keep_freed_memory()
     torch.set_num_threads(int(spec["threads"]))
     plugins_dir = Path(spec["plugins_dir"]) if spec["plugins_dir"] else None
     pm = get_plugin_manager(plugins_dir=plugins_dir)
@@ -576,8 +571,6 @@ def _probe(spec: Mapping[str, Any]) -> MemoryPeak:
 
 def _synthesise_data(recipe: Recipe, folder: Path, count: int) -> Recipe:
     """`recipe` reading `count` synthetic facade pairs written to `folder` (the pix2pix A|B layout)."""
-    from translate_kit.data.synth import write_synth_facades
-
     split = str(recipe.data.options.get("split", "train"))
     write_synth_facades(folder, count=count, size=max(32, recipe.data.load_size), splits=((split, 1.0),),
                         seed=recipe.run.seed)
@@ -587,7 +580,7 @@ def _synthesise_data(recipe: Recipe, folder: Path, count: int) -> Recipe:
 
 def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     if not sizes or any(int(s) < 1 for s in sizes):
-        raise BenchError(f"Expected {name} of at least 1 image each, got {list(sizes)}.")
+        raise OptionError(f"Expected {name} of at least 1 image each, got {list(sizes)}.")
     return tuple(int(s) for s in sizes)
 
 
@@ -648,7 +641,7 @@ def run_bench(
     batch_sizes = _check_sizes("train batch sizes", batch_sizes)
     infer_batch_sizes = _check_sizes("inference batch sizes", infer_batch_sizes)
     if windows < 1:
-        raise BenchError(f"Expected at least 1 window, got {windows}.")
+        raise OptionError(f"Expected at least 1 window, got {windows}.")
     loop_batch = loop_batch_size or recipe.train.batch_size
     say = log or (lambda line: None)
     skipped: dict[str, str] = {}
@@ -697,7 +690,7 @@ def run_bench(
                 b = batch_sizes[0]
                 train_flops = count_flops(train_step_fn(trainer, synthetic_batch(trainer, b))) / b
                 x = synthetic_batch(trainer, infer_batch_sizes[0])["A"]
-                infer_flops = count_flops(inference_fn(method, x, "eval", trainer.ctx.autocast)) / x.shape[0]
+                infer_flops = count_flops(inference_fn(method, x, "eval", trainer.step_runner.autocast)) / x.shape[0]
             except Exception as exc:  # a network FlopCounterMode cannot trace must not sink the timings
                 skipped["flops"] = f"FlopCounterMode failed: {type(exc).__name__}: {exc}"
         else:
@@ -722,7 +715,7 @@ def run_bench(
                 for mode in ("eval", "paper"):
                     what = f"infer_{mode}" + ("_compiled" if compiled else "")
                     say(f"inference, {mode} mode, batch {b}" + (" (compiled)" if compiled else ""))
-                    fn = inference_fn(method, x, mode, trainer.ctx.autocast, compile=compiled)
+                    fn = inference_fn(method, x, mode, trainer.step_runner.autocast, compile=compiled)
                     timing = time_windows({mode: fn}, **timing_options)
                     throughput.append(Throughput.from_timing(what, b, timing[mode], infer_flops, matmul))
 
@@ -748,7 +741,7 @@ def run_bench(
             try:
                 result.memory.append(peak_memory(recipe, device=device, batch_size=b, steps=memory_steps,
                                                  plugins_dir=plugins_dir))
-            except (BenchError, subprocess.TimeoutExpired) as exc:
+            except (OptionError, subprocess.TimeoutExpired) as exc:
                 skipped[f"memory@{b}"] = str(exc)
     else:
         skipped["memory"] = "not measured (memory disabled)"
@@ -774,6 +767,168 @@ def run_bench(
     return result
 
 
-if __name__ == "__main__":  # the memory probe of `peak_memory`: python -m translate_kit.bench SPEC_JSON
+# ------------------------------------------------------------------------------------------------
+# The command
+
+DEFAULT_BATCH_SIZES = "1,4"  # the issue's baseline: train batch 1 (the paper's) and 4
+DEFAULT_INFER_BATCH_SIZES = "1,8"
+
+
+def parse_sizes(text: str, option: str) -> tuple[int, ...]:
+    """"1,4" -> (1, 4); anything else than positive integers is a usage error naming the option."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"expected comma-separated positive integers such as 1,4, got {text!r}",
+                                 param_hint=option)
+    return sizes
+
+
+def _gib(value: int) -> str:
+    return f"{value / 2**30:.2f}"
+
+
+def render(result: BenchResult, console: Any) -> None:
+    """Print `result` as a compact table, then memory, what was skipped and the notes."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    matmul = result.matmul
+    rate = f"{matmul.flops_per_s / 1e9:.1f} GFLOP/s ({matmul.size}² {matmul.dtype} torch.mm)" if matmul else "—"
+    table = Table(
+        title=f"{result.recipe} on {result.device} ({result.threads} thread{'s' * (result.threads != 1)}), "
+        f"{result.precision}, {result.crop_size} px",
+        caption=f"images/s: median (min–max) over windows. train step: a synthetic batch on the device; "
+        f"train+data: the training loop reading the data. % matmul: of {rate}",
+    )
+    for column in ("measure", "batch", "images/s", "ms/image", "GFLOP/image", "% matmul"):
+        table.add_column(column, justify="left" if column == "measure" else "right", no_wrap=True)
+    for t in result.throughput:
+        gflop = "—" if t.flops_per_image is None else f"{t.flops_per_image / 1e9:.3g}"
+        share = "—" if t.matmul_fraction is None else f"{100 * t.matmul_fraction:.1f}"
+        table.add_row(LABELS.get(t.what, t.what), str(t.batch_size),
+                      f"{t.images_per_s:.3g} ({t.min_images_per_s:.3g}–{t.max_images_per_s:.3g})",
+                      f"{1e3 / t.images_per_s:.3g}", gflop, share)
+    console.print(table)
+    if result.memory:
+        memory = Table(title="peak memory of training, a fresh process per batch size",
+                       caption="RSS in GiB: peak (before the first step)")
+        for column in ("batch", "RSS", "CUDA max allocated"):
+            memory.add_column(column, justify="right", no_wrap=True)
+        for m in result.memory:
+            memory.add_row(str(m.batch_size), f"{_gib(m.peak_rss_bytes)} ({_gib(m.baseline_rss_bytes)})",
+                           "—" if m.cuda_max_allocated_bytes is None else _gib(m.cuda_max_allocated_bytes))
+        console.print(memory)
+    params = ", ".join(f"{name} {count / 1e6:.2f} M" for name, count in result.parameters.items())
+    own = _gib(result.bench_process_peak_rss_bytes)
+    console.print(f"parameters: {params}; this process's own peak RSS {own} GiB; {result.seconds:.0f} s in all")
+    # Escape: reasons quote recipe tables like [data], which rich would read as markup.
+    for what, why in result.skipped.items():
+        console.print(f"[yellow]{escape(what)}: {escape(why)}[/]")
+    for note in result.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
+
+
+@cli_command
+def bench(
+    ctx: typer.Context,
+    recipe: Annotated[str, typer.Argument(help="Recipe file or name (`tkit recipes list`).")],
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", "-s", help="Override a recipe value: --set generator.ngf=32 (repeatable).",
+                     show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    batch_sizes: Annotated[
+        Optional[str],
+        typer.Option(help=f"Training batch sizes, comma-separated (default {DEFAULT_BATCH_SIZES}; with --quick 1).",
+                     show_default=False),
+    ] = None,
+    infer_batch_sizes: Annotated[
+        Optional[str],
+        typer.Option(help=f"Inference batch sizes (default {DEFAULT_INFER_BATCH_SIZES}; with --quick 1).",
+                     show_default=False),
+    ] = None,
+    windows: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Timed windows per figure (default 5; with --quick 2).", show_default=False),
+    ] = None,
+    window_seconds: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Target length of a window; calls per window are calibrated on the warm-up "
+                     "(default 1.0 s; with --quick 0: one call).", show_default=False),
+    ] = None,
+    warmup: Annotated[
+        Optional[int], typer.Option(min=1, help="Untimed calls before each figure (default 2; with --quick 1).",
+                                    show_default=False)
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, help="torch intra-op threads (default: torch's choice).", show_default=False)
+    ] = None,
+    synthetic_data: Annotated[
+        bool, typer.Option("--synthetic-data", help="Time the data loop on a few synthetic facades written to a "
+                           "temporary folder instead of data.root.")
+    ] = False,
+    loop: Annotated[bool, typer.Option(help="Time the training loop with data loading.")] = True,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory in a fresh process per batch size.")] = True,
+    compile_inference: Annotated[
+        bool, typer.Option("--compile-inference", help="Also time inference compiled as `tkit translate --compile` "
+                           "runs it (torch.compile with freezing; compiling takes seconds to a minute).")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smoke run of a few seconds: batch 1, 2 windows of one call, 1 warm-up.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON only.")] = False,
+) -> None:
+    """Measure a recipe's training and inference images/s, FLOPs per image and peak memory.
+
+    After a warm-up, each figure is the median over timed windows: one training step on a
+    synthetic batch (no data loading), the training loop reading the recipe's data, and inference
+    in eval and paper mode. FLOPs come from torch.utils.flop_counter, and each rate is also given
+    as a fraction of a matrix-multiply rate measured in the same run. Compare runs by these
+    fractions or side by side: absolute speeds drift on shared machines.
+    """
+    keep_freed_memory()  # the training steps are timed as `tkit train` runs them
+    if threads is not None:
+        torch.set_num_threads(threads)
+    state = session(ctx)
+    path = find_recipe(recipe, state.pm)
+    loaded = load_recipe(path, overrides or [], registry=state.registry)
+    quiet = json_output
+    from rich.console import Console
+
+    status = Console(stderr=True, highlight=False)
+    result = run_bench(
+        loaded,
+        state.registry,
+        state.pm,
+        device=device,
+        batch_sizes=parse_sizes(batch_sizes or ("1" if quick else DEFAULT_BATCH_SIZES), "--batch-sizes"),
+        infer_batch_sizes=parse_sizes(
+            infer_batch_sizes or ("1" if quick else DEFAULT_INFER_BATCH_SIZES), "--infer-batch-sizes"
+        ),
+        windows=windows if windows is not None else (2 if quick else 5),
+        window_s=window_seconds if window_seconds is not None else (0.0 if quick else 1.0),
+        warmup=warmup if warmup is not None else (1 if quick else 2),
+        loop=loop,
+        synthetic_data=synthetic_data,
+        memory=memory,
+        compile_inference=compile_inference,
+        plugins_dir=state.plugins_dir,
+        log=None if quiet else (lambda line: status.print(f"[dim]… {line}[/]")),
+    )
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        render(result, Console())
+
+@hookimpl
+def translate_kit_add_commands(app: typer.Typer) -> None:
+    app.command(name="bench")(bench)
+
+
+if __name__ == "__main__":  # the memory probe of `peak_memory`: python -m translate_kit_plugins.bench SPEC_JSON
     peak = _probe(json.loads(sys.argv[1]))
     print(_PROBE_MARK + json.dumps(dataclasses.asdict(peak)), flush=True)

@@ -1,0 +1,171 @@
+"""The plugin surface: everything a plugin may import from translate-kit, in one place.
+
+First-party plugins import from here only, exactly as a third party would, so nothing a plugin
+needs hides in a private module, and the core may move its internals without breaking plugins.
+
+    from translate_kit.api import Method, Parts, frozen, hookimpl, register_method
+
+Groups:
+
+- registration: `register` (any kind), `register_generator`, `register_discriminator`,
+  `register_loss`, `register_dataset`, `register_method`, `register_segmenter`, and the option
+  markers `ComponentRef`, `OptionsOf` (with the ready-made `GANLossName`, `LossOptions`);
+- hooks: `hookimpl`;
+- the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `Role`,
+  `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `frozen`, `test_time`,
+  `unwrap`;
+- the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
+- building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
+- data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
+  `Palette`, `FACADES`, `decode_palette`, `decode_index_image`, `encode_palette`;
+- recipes, models and checkpoints (for commands such as `tkit convert`): `Recipe`, `load_recipe`,
+  `build_method`, `checkpoint_dict`, `atomic_save`, `get_plugin_manager`, `Registry`;
+- training and inference internals that tools time or reuse (`tkit bench`): `Trainer`,
+  `make_loader`, `eval_copy`, `compiled_nets`, `keep_freed_memory`, `write_synth_facades`;
+- the command line: `cli_command`, `session`, `find_recipe`, `error_console`;
+- errors: `TranslateKitError` and its subclasses, `did_you_mean`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from translate_kit import __version__
+from translate_kit.accel import compiled_nets, eval_copy
+from translate_kit.adversarial import ENERGY, LOGITS, MULTISCALE_LOGITS, AdversarialLoss
+from translate_kit.allocator import keep_freed_memory
+from translate_kit.build import build_method, select_device
+from translate_kit.cli.common import cli_command, error_console, find_recipe, session
+from translate_kit.data.io import list_images, read_image
+from translate_kit.data.jitter import PairedJitter, from_unit_range, to_unit_range
+from translate_kit.data.loading import make_loader
+from translate_kit.data.synth import write_synth_facades
+from translate_kit.errors import (
+    CheckpointError,
+    DataError,
+    ExportError,
+    InferenceError,
+    OptionError,
+    PluginError,
+    RecipeError,
+    TrainingError,
+    TranslateKitError,
+    UnknownComponentError,
+    did_you_mean,
+)
+from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
+from translate_kit.hookspecs import hookimpl
+from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
+from translate_kit.method import (
+    BatchSpec,
+    Geometry,
+    Method,
+    OptimizerSettings,
+    Parts,
+    PixelClassifier,
+    Role,
+    SizeConstrained,
+    StepContext,
+    Upscaling,
+    frozen,
+    test_time,
+    unwrap,
+)
+from translate_kit.plugins import get_plugin_manager
+from translate_kit.recipe import Recipe, load_recipe
+from translate_kit.registry import (
+    ComponentRef,
+    OptionsOf,
+    Registry,
+    register,
+    register_dataset,
+    register_discriminator,
+    register_generator,
+    register_loss,
+    register_method,
+    register_segmenter,
+)
+from translate_kit.train.checkpoint import atomic_save, checkpoint_dict
+from translate_kit.train.trainer import Trainer
+
+__all__ = [
+    "ENERGY",
+    "FACADES",
+    "LOGITS",
+    "MULTISCALE_LOGITS",
+    "AdversarialLoss",
+    "BatchSpec",
+    "CheckpointError",
+    "ComponentRef",
+    "DataError",
+    "ExportError",
+    "GANLossName",
+    "Geometry",
+    "InferenceError",
+    "LossOptions",
+    "Method",
+    "Norm",
+    "OptimizerSettings",
+    "OptionError",
+    "OptionsOf",
+    "PairedJitter",
+    "Palette",
+    "Parts",
+    "PixelClassifier",
+    "PluginError",
+    "Recipe",
+    "RecipeError",
+    "Registry",
+    "Role",
+    "SizeConstrained",
+    "StepContext",
+    "Trainer",
+    "TrainingError",
+    "TranslateKitError",
+    "UnknownComponentError",
+    "Upscaling",
+    "__version__",
+    "atomic_save",
+    "build_method",
+    "check_image_batch",
+    "checkpoint_dict",
+    "cli_command",
+    "compiled_nets",
+    "conv_bias",
+    "decode_index_image",
+    "decode_palette",
+    "did_you_mean",
+    "encode_palette",
+    "error_console",
+    "eval_copy",
+    "find_recipe",
+    "from_unit_range",
+    "frozen",
+    "get_plugin_manager",
+    "hookimpl",
+    "init_weights",
+    "keep_freed_memory",
+    "list_images",
+    "load_recipe",
+    "make_loader",
+    "make_norm",
+    "read_image",
+    "register",
+    "register_dataset",
+    "register_discriminator",
+    "register_generator",
+    "register_loss",
+    "register_method",
+    "register_segmenter",
+    "select_device",
+    "session",
+    "test_time",
+    "to_unit_range",
+    "unwrap",
+    "write_synth_facades",
+]
+
+# A method option `gan_mode` naming the adversarial loss that scores the recipe's [discriminator],
+# and `gan_options` holding that loss's options: both are checked when the recipe is loaded.
+GANLossName = Annotated[str, ComponentRef("loss", adversarial_for="discriminator")]
+LossOptions = Annotated[dict[str, Any] | None, OptionsOf("gan_mode")]
