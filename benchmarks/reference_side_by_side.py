@@ -10,7 +10,7 @@ batch norm, fp32, 256x256 images, Adam lr 2e-4 betas (0.5, 0.999), the vanilla G
 lambda_L1 = 100. The reference is built from its own classes (`Pix2PixModel` with an
 options namespace written out here, weights initialised by its `init_weights`), without its CLI
 or data. translate-kit's side is `recipes/pix2pix_facades.toml` with `train.precision=fp32`, built
-by `translate_kit.bench.bench_trainer` exactly as `tkit train` builds it.
+by the bench plugin's `bench_trainer` exactly as `tkit train` builds it.
 
 Each side runs in a worker process of its own (translate-kit's training, its inference, the
 reference), so that each has the process-wide settings it has when run alone: the malloc setting
@@ -162,7 +162,7 @@ def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], 
 
 
 def peak_rss_bytes() -> int:
-    """Peak RSS of this process (VmHWM; see translate_kit.bench.max_rss_bytes for why not ru_maxrss).
+    """Peak RSS of this process (VmHWM; see translate_kit_plugins.bench.max_rss_bytes for why not ru_maxrss).
 
     Written out here rather than imported so that the reference's memory probe loads nothing of
     translate-kit and its RSS holds only what the reference itself needs.
@@ -240,7 +240,7 @@ def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack)
     as `tkit translate` runs it, with malloc's defaults; "reference" is the reference's
     `Pix2PixModel`, with its own process settings (cudnn.benchmark = True, malloc's defaults).
     """
-    from translate_kit.bench import bench_trainer, inference_fn, synthetic_batch, train_step_fn
+    from translate_kit_plugins.bench import bench_trainer, inference_fn, synthetic_batch, train_step_fn
 
     fns: dict[str, Callable[[], None]] = {}
     if side == "reference":
@@ -262,8 +262,11 @@ def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack)
     from translate_kit.recipe import load_recipe
     from translate_kit.registry import Registry
 
-    if side == "ours_infer":  # inference keeps malloc's defaults, as `tkit translate` does
-        os.environ["TRANSLATE_KIT_KEEP_FREED_MEMORY"] = "0"
+    if side == "ours_train":  # the malloc setting `tkit train` makes on the CPU; inference keeps the defaults
+        from translate_kit.allocator import keep_freed_memory
+
+        if torch.device(args.device).type == "cpu":
+            keep_freed_memory()
     pm = get_plugin_manager()
     registry = Registry.from_plugin_manager(pm)
     recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=registry)
@@ -277,7 +280,7 @@ def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack)
             x = synthetic_batch(trainer, b, seed=1)["A"]
             for mode, compiled in inference_variants(args.compile):
                 what = f"infer_{mode}" + ("_compiled" if compiled else "")
-                fns[f"{what}:{b}"] = inference_fn(trainer.method, x, mode, trainer.ctx.autocast, compile=compiled)
+                fns[f"{what}:{b}"] = inference_fn(trainer.method, x, mode, trainer.step_runner.autocast, compile=compiled)
     return fns, {"device": str(trainer.device), "parameters": parameters(trainer.method.nets),
                  "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
@@ -289,7 +292,7 @@ def serve(side: str, args: argparse.Namespace) -> None:
     --warmup calls; `window NAME N` -> seconds of N calls (the device synchronised at both edges);
     `quit`. Replies go to stdout after REPLY_MARK; anything else printed goes to stderr.
     """
-    from translate_kit.bench import calls_per_window, device_sync
+    from translate_kit_plugins.bench import calls_per_window, device_sync
 
     replies = sys.stdout
     sys.stdout = sys.stderr  # the reference prints; keep the reply channel clean
@@ -365,7 +368,7 @@ SETTLE_S = 0.05  # pause before each window, so the other processes' worker thre
 
 def remote_windows(pairs: Mapping[str, tuple[Worker, str]], args: argparse.Namespace) -> dict[str, Any]:
     """ABBA windows over functions that live in worker processes (label -> (worker, function name))."""
-    from translate_kit.bench import abba_windows
+    from translate_kit_plugins.bench import abba_windows
 
     steps = {label: int(worker.ask("calibrate", name)) for label, (worker, name) in pairs.items()}
 
@@ -378,7 +381,7 @@ def remote_windows(pairs: Mapping[str, tuple[Worker, str]], args: argparse.Names
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from translate_kit.bench import peak_memory
+    from translate_kit_plugins.bench import peak_memory
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.recipe import load_recipe
     from translate_kit.registry import Registry
@@ -431,7 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "ratio_peak_rss": ours_peak.peak_rss_bytes / reference_peak["peak_rss_bytes"]})
     notes = [
         "each side runs in a process of its own, with its own process-wide settings: translate-kit's training with "
-        "the malloc setting its trainer applies on the CPU (translate_kit/allocator.py), its inference and the "
+        "the malloc setting `tkit train` applies on the CPU (translate_kit/allocator.py), its inference and the "
         "reference with glibc malloc's defaults",
         "windows alternate between the sides in ABBA order; figures are medians over the windows",
         "train step: one optimisation step of G and D on the same synthetic batch already on the device",
@@ -440,7 +443,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "translate-kit checks every update's loss and gradients for NaN/inf (one reduction and one device sync per "
         "optimiser); the reference does not",
     ]
-    if load_at_start + threads > (os.cpu_count() or 1) + 0.5:  # as translate_kit.bench.run_bench notes it
+    if load_at_start + threads > (os.cpu_count() or 1) + 0.5:  # as translate_kit_plugins.bench.run_bench notes it
         notes.append(f"the machine was busy (load average {load_at_start:.1f} at the start, {os.cpu_count()} cores, "
                      f"{threads} threads): absolute figures are low and noisy, the ratios less so")
     if device_name.startswith("cuda"):
@@ -458,7 +461,7 @@ def render(result: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from translate_kit.bench import LABELS as labels
+    from translate_kit_plugins.bench import LABELS as labels
     threads = f"{result['threads']} thread{'s' * (result['threads'] != 1)}"
     table = Table(title=f"translate-kit vs reference pix2pix on {result['device']} ({threads}), fp32, 256 px",
                   caption="images/s: median (min–max) over windows")

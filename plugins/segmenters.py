@@ -125,7 +125,7 @@ def _no_aux(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
-@register_segmenter(tiny={"num_classes": 3})
+@register_segmenter()
 def fcn_resnet50(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -136,7 +136,7 @@ def fcn_resnet50(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter(tiny={"num_classes": 3})
+@register_segmenter()
 def deeplabv3_resnet50(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -147,7 +147,7 @@ def deeplabv3_resnet50(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter(tiny={"num_classes": 3})
+@register_segmenter()
 def deeplabv3_mobilenet_v3_large(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -158,7 +158,7 @@ def deeplabv3_mobilenet_v3_large(
                         backbone_weights=backbone_weights)
 
 
-@register_segmenter(tiny={"num_classes": 3})
+@register_segmenter()
 def lraspp_mobilenet_v3_large(
     *, num_classes: int = 12, in_channels: int = 3, weights: str = "", backbone_weights: str = ""
 ) -> Segmenter:
@@ -199,7 +199,7 @@ class FPNSegmenter(nn.Module):
         return self.classifier(self.smooth(y))
 
 
-@register_segmenter(tiny={"num_classes": 3, "width": 16})
+@register_segmenter(tiny={"width": 16})
 def timm_fpn(
     *,
     encoder: str = "resnet18",

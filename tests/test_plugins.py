@@ -57,6 +57,48 @@ def test_third_party_plugin_is_found_through_its_entry_point(example_plugin):
     assert net(torch.zeros(1, 3, 20, 28)).shape == (1, 3, 20, 28)
 
 
+def test_an_installed_plugin_may_also_be_named_by_a_test(example_plugin):
+    """The documented way to test an installed plugin: name its module on top of the autoloaded
+    entry points; it is registered once, not refused as registered twice."""
+    import tkit_example_plugin
+
+    pm = get_plugin_manager(plugins=[tkit_example_plugin], disabled=[])
+    assert pm.get_plugin("example") is tkit_example_plugin
+    assert Registry.from_plugin_manager(pm).get("generator", "residual_cnn").plugin == "example"
+
+
+def test_the_example_plugins_own_tests_pass_with_it_pip_installed(tmp_path):
+    """What docs/plugins.md tells a plugin author to write (the example's tests/), run for real:
+    the example plugin pip-installed (into a folder of its own, not this environment), then its
+    tests with translate-kit's test kit, in a fresh process."""
+    import os
+    import subprocess
+
+    example = ROOT / "examples" / "tkit-example-plugin"
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+         "--target", str(site), str(example)], capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(site), "TRANSLATE_KIT_DISABLE_PLUGINS": ""}
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(example / "tests"),
+         "-c", os.devnull, str(example / "tests")], capture_output=True, text=True, env=env, timeout=600,
+        cwd=tmp_path,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert "3 passed" in tests.stdout
+
+
+def test_the_documented_plugin_test_is_the_example_plugins_test():
+    """docs/plugins.md shows the example's test file verbatim, so the documented test is run."""
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    example = ROOT / "examples" / "tkit-example-plugin" / "tests"
+    for name in ("conftest.py", "test_example_plugin.py"):
+        assert (example / name).read_text(encoding="utf-8") in docs, f"docs/plugins.md does not show tests/{name}"
+
+
 def test_disabled_plugins_are_not_even_imported(example_plugin, monkeypatch):
     monkeypatch.setenv("TRANSLATE_KIT_DISABLE_PLUGINS", "example, jsonl_log")
     pm = get_plugin_manager()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-__all__ = ["make_progress"]
+__all__ = ["format_stats", "make_progress"]
 
 
 def make_progress(console: Console | None, *, bytes_mode: bool = False, transient: bool = False) -> Progress:
@@ -43,3 +45,10 @@ def make_progress(console: Console | None, *, bytes_mode: bool = False, transien
         disable=console is None,
         transient=transient,
     )
+
+
+def format_stats(record: Mapping[str, float]) -> str:
+    """A logged record as the progress bar shows it: the losses, then images per second."""
+    losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss"))
+    speed = record.get("images_per_s")
+    return f"{losses}  {speed:.1f} img/s" if speed is not None and math.isfinite(speed) else losses

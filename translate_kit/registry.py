@@ -437,7 +437,8 @@ class Registry:
             where: table name -> the prefix of messages about it.
         """
         method_table = components["method"]
-        spec = self.get("method", method_table.get("name", ""), where=f"{where('method')}, name")
+        self.check("method", method_table, where=where("method"))
+        spec = self.get("method", method_table["name"])
         for table, body in components.items():
             if table == "method":
                 continue

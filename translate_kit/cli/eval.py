@@ -36,6 +36,11 @@ def eval_command(
     ] = 8,
     limit: Annotated[int, typer.Option(min=0, help="Evaluate only the first N images (0: all).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    ema: Annotated[
+        bool,
+        typer.Option("--ema/--no-ema", help="Use the moving averages of the weights when the run kept them "
+                     "(train.ema_decay); --no-ema: the trained weights themselves."),
+    ] = True,
     out: Annotated[
         Optional[Path],
         typer.Option(help="Folder for index.html and images (default: RUN/eval_<split> beside the checkpoints)."),
@@ -57,7 +62,7 @@ def eval_command(
     state = session(ctx)
     console = Console()
     translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode.value, seed=seed,
-                                            batch_size=batch_size, registry=state.registry, pm=state.pm)
+                                            batch_size=batch_size, registry=state.registry, pm=state.pm, use_ema=ema)
     recipe = translator.recipe
     if data_root is not None:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,

@@ -47,6 +47,11 @@ def export(
     ] = None,
     opset: Annotated[Optional[int], typer.Option(min=7, help="ONNX opset version (default: the exporter's).",
                                                  show_default=False)] = None,
+    ema: Annotated[
+        bool,
+        typer.Option("--ema/--no-ema", help="Use the moving averages of the weights when the run kept them "
+                     "(train.ema_decay); --no-ema: the trained weights themselves."),
+    ] = True,
 ) -> None:
     """Export the networks a model translates with, for deployment or sharing without training state."""
     from translate_kit.export import export_model
@@ -58,7 +63,7 @@ def export(
         output = run / "export" / f"model.{fmt.value}"
     written = export_model(
         checkpoint, output, fmt=fmt.value, registry=session(ctx).registry, opset=opset, dynamic=not static,
-        example_size=size,
+        example_size=size, use_ema=ema,
     )
     console = Console()
     for path in written:

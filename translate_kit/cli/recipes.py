@@ -65,13 +65,17 @@ def show_recipe(
         bool, typer.Option(help="Show every value after validation, defaults included, instead of the file.")
     ] = False,
 ) -> None:
-    """Print a recipe: the file as written, or --resolved with every default filled in (components' too)."""
+    """Print a recipe: the file as written, or --resolved with every default filled in (components' too).
+
+    The recipe is checked either way, as `tkit train` would check it: a misspelt key or option is an error.
+    """
+    from translate_kit.recipe import dump_toml, load_recipe
+
     state = session(ctx)
     path = find_recipe(name, state.pm)
+    recipe = load_recipe(path, registry=state.registry)
     if resolved:
-        from translate_kit.recipe import dump_toml, load_recipe
-
-        text = f"# {path}, every value resolved\n" + dump_toml(load_recipe(path, registry=state.registry).with_defaults(state.registry))
+        text = f"# {path}, every value resolved\n" + dump_toml(recipe.with_defaults(state.registry))
     else:
         text = path.read_text(encoding="utf-8")
     console = Console()

@@ -61,8 +61,14 @@ def translate(
         typer.Option("--compile", help="Compile the generator (torch.compile with freezing): a wait for each new "
                      "image size, then faster translation. Worth it for many images."),
     ] = False,
+    ema: Annotated[
+        bool,
+        typer.Option("--ema/--no-ema", help="Use the moving averages of the weights when the run kept them "
+                     "(train.ema_decay); --no-ema: the trained weights themselves."),
+    ] = True,
 ) -> None:
-    """Translate images of any size with a trained model; outputs keep each input's size."""
+    """Translate images of any size with a trained model; outputs keep each input's size (times the model's
+    scale, for super-resolution)."""
     from translate_kit.inference import Translator, expand_inputs, translate_files
 
     console = Console()
@@ -70,11 +76,11 @@ def translate(
     files = expand_inputs(inputs)  # before loading the model: a typo fails at once
     translator = Translator.from_checkpoint(
         checkpoint, device=device, mode=mode.value, registry=state.registry,
-        seed=seed, batch_size=batch_size, tile=tile, overlap=overlap, compile=compile,
+        seed=seed, batch_size=batch_size, tile=tile, overlap=overlap, compile=compile, use_ema=ema,
     )
     console.print(
-        f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}) on "
-        f"{translator.device}, {mode.value} mode."
+        f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}"
+        f"{', averaged weights' if translator.averaged else ''}) on {translator.device}, {mode.value} mode."
     )
     started = time.perf_counter()
     with make_progress(console) as progress:

@@ -46,6 +46,7 @@ __all__ = [
     "FORMAT",
     "SavedModel",
     "atomic_save",
+    "check_resume",
     "checkpoint_dict",
     "checkpoint_paths",
     "description_path",
@@ -423,3 +424,35 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
     random.setstate((version, tuple(internal), gauss))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def check_resume(ckpt: Mapping[str, Any], recipe: Any, *, where: str, dataset_size: int, world_size: int) -> list[str]:
+    """Refuse a resume that would replay the wrong images; return warnings for one that goes on
+    differently from the interrupted run.
+
+    Raises:
+        CheckpointError: the recipe's batch size or seed differ from the checkpoint's (the resume
+            point is "batches of this epoch's permutation done", which both fix).
+    """
+    for table, key, now in (("train", "batch_size", recipe.train.batch_size), ("run", "seed", recipe.run.seed)):
+        saved = ckpt["recipe"].get(table, {}).get(key)
+        if saved is not None and saved != now:
+            raise CheckpointError(
+                f"{where} was trained with {table}.{key} = {saved!r}; resuming with {now!r} would replay the wrong "
+                f"images. Resume without --set {table}.{key}, or start a new run."
+            )
+    warnings = []
+    saved_size = ckpt["state"].get("dataset_size")
+    if saved_size is not None and saved_size != dataset_size:  # images added or repaired: allowed
+        warnings.append(
+            f"The dataset has {dataset_size} usable images; the checkpoint was written with {saved_size}. Training "
+            "continues, but not in the order the interrupted run would have taken."
+        )
+    saved_world = ckpt["state"].get("world_size", 1)
+    if saved_world != world_size:
+        warnings.append(
+            f"{where} was written by {saved_world} process(es) and this run has {world_size}: it goes on at the same "
+            "step with the same global batches, but not bit-identically, since each process draws its own dropout "
+            "and jitter."
+        )
+    return warnings

@@ -40,6 +40,7 @@ __all__ = [
     "parameter_fingerprints",
     "process_device",
     "process_group",
+    "rank_batch_size",
     "stream_seed",
     "sync_batchnorm",
     "wrap_for_processes",
@@ -271,6 +272,15 @@ class Distributed:
         dist.all_reduce(total)
         return total / self.world_size
 
+    def mean_of(self, sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-rank sums of logged scalars averaged over the ranks, in one all-reduce, so logs are
+        means over the global batch, as one process with that batch would log them."""
+        if not self.enabled or not sums:
+            return dict(sums)
+        keys = list(sums)  # the method's order, the same on every rank
+        stacked = torch.stack([torch.as_tensor(sums[k]).float().reshape(()) for k in keys])
+        return dict(zip(keys, self.mean(stacked)))
+
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's `obj` (picklable, CPU tensors), in rank order, on rank 0; None elsewhere."""
         if not self.enabled:
@@ -331,6 +341,20 @@ def process_group(device: torch.device) -> Iterator[Distributed]:
         yield Distributed(dist.get_rank(), dist.get_world_size(), env.local_rank, control)
     finally:
         dist.destroy_process_group()
+
+
+def rank_batch_size(batch_size: int, dist: Distributed, *, where: str) -> int:
+    """`train.batch_size` is the global batch; return each rank's share, which must be whole."""
+    world = dist.world_size
+    if batch_size % world:
+        lower = batch_size // world * world
+        choices = [str(v) for v in (lower, lower + world) if v >= world]
+        raise RecipeError(
+            f"{where}, key 'batch_size': {batch_size} is the global batch size and must split evenly over the "
+            f"{world} processes of this run (WORLD_SIZE={world}); use a multiple of {world}, e.g. "
+            f"{' or '.join(choices)} (--set train.batch_size={choices[-1]})."
+        )
+    return batch_size // world
 
 
 def sync_batchnorm(nets: nn.ModuleDict, dist: Distributed, device: torch.device, *, where: str, per_rank: int) -> None:

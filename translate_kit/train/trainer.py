@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import math
 import random
 import time
 from collections.abc import Mapping
@@ -32,16 +31,17 @@ from torch.utils.data import default_collate
 from translate_kit.accel import accelerate
 from translate_kit.build import autocast_dtype, build_method, check_sizes, select_device, uses_channels_last
 from translate_kit.data.loading import training_data
-from translate_kit.errors import CheckpointError, RecipeError, TrainingError
+from translate_kit.errors import CheckpointError, TrainingError
 from translate_kit.method import BatchSpec, Method, test_time, unwrap
-from translate_kit.progress import make_progress
+from translate_kit.progress import format_stats, make_progress
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
-from translate_kit.train import distributed
 from translate_kit.train.checkpoint import (
-    atomic_save, checkpoint_dict, newest_checkpoint, prune_checkpoints, rng_state, set_rng_state, to_cpu,
+    atomic_save, check_resume, checkpoint_dict, newest_checkpoint, prune_checkpoints, rng_state, set_rng_state, to_cpu,
 )
-from translate_kit.train.distributed import Distributed, parameter_fingerprints, stream_seed
+from translate_kit.train.distributed import (
+    Distributed, check_replicas, parameter_fingerprints, rank_batch_size, stream_seed, sync_batchnorm, wrap_for_processes,
+)
 from translate_kit.train.optim import EMA, build_optimizers, linear_decay
 from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
 from translate_kit.train.signals import stop_on_signal
@@ -102,11 +102,11 @@ class Trainer:
         self.run_dir, self.checkpoint_dir = self.folder.path, self.folder.checkpoints
         self.state = TrainState()
         self.history: list[dict[str, float]] = []
-        self.stop_requested = False  # agreed by every rank after each step; see _sync_stop
+        self.stop_requested = False  # agreed by every rank after each step
         self._stop_signal = False  # this process got SIGINT/SIGTERM
         self.resumed_from: Path | None = None
         self._reset_log_window()
-        self.rank_batch_size = self._check_global_batch()
+        self.rank_batch_size = rank_batch_size(recipe.train.batch_size, self.dist, where=recipe.where("train"))
         if resume:
             found = checkpoint if checkpoint is not None else newest_checkpoint(self.checkpoint_dir)
             if found is None:
@@ -129,15 +129,14 @@ class Trainer:
         check_sizes(self.method, recipe)
         nets = self.method.nets
         if self.dist.enabled and train.sync_batchnorm:
-            distributed.sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"),
-                                       per_rank=self.rank_batch_size)
+            sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"), per_rank=self.rank_batch_size)
         accelerate(self.method, self.device)
         self.channels_last = uses_channels_last(train.memory_format, self.device)
         self.method.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         if self.dist.rank:  # rank 0 keeps run.seed's stream, so one process trains as it always did
             self._seed_stream(step=0)
         if self.dist.enabled:
-            distributed.wrap_for_processes(nets, self.device)
+            wrap_for_processes(nets, self.device)
         if train.compile:
             for name in list(nets):
                 nets[name] = torch.compile(nets[name])
@@ -164,19 +163,6 @@ class Trainer:
             recipe_text = f"# Resolved recipe of this run (from {recipe.source}).\n" + recipe.to_toml()
             self.folder.prepare(fresh=fresh, recipe_text=recipe_text, skipped=self.dataset.skipped)
         self._saved_step = self.state.step if resume_from is not None else -1
-
-    def _check_global_batch(self) -> int:
-        """`train.batch_size` is the global batch; return each rank's share, which must be whole."""
-        batch, world = self.recipe.train.batch_size, self.dist.world_size
-        if batch % world:
-            lower = batch // world * world
-            choices = [str(v) for v in (lower, lower + world) if v >= world]
-            raise RecipeError(
-                f"{self.recipe.where('train')}, key 'batch_size': {batch} is the global batch size and must split "
-                f"evenly over the {world} processes of this run (WORLD_SIZE={world}); use a multiple of {world}, "
-                f"e.g. {' or '.join(choices)} (--set train.batch_size={choices[-1]})."
-            )
-        return batch // world
 
     def _seed_stream(self, step: int) -> None:
         """Give this rank its own random stream (dropout, jitter, image pools): see `stream_seed`."""
@@ -213,7 +199,7 @@ class Trainer:
                     for scheduler in self.schedulers.values():
                         scheduler.step()
                     self.state.epoch, self.state.epoch_step = epoch + 1, 0
-                    means = {k: float(v) / max(epoch_count, 1) for k, v in self._over_ranks(epoch_sums).items()}
+                    means = {k: float(v) / max(epoch_count, 1) for k, v in self.dist.mean_of(epoch_sums).items()}
                     if (epoch + 1) % train.sample_every == 0 or self.state.epoch == self.total_epochs:
                         self.write_samples(epoch + 1)
                     self._hook("translate_kit_epoch_end", epoch=epoch, scalars=means)
@@ -250,7 +236,7 @@ class Trainer:
             count += 1
             progress.advance(task)
             if self.state.step % self.recipe.train.log_every == 0:
-                progress.update(task, stats=_format_stats(self._flush_log()))
+                progress.update(task, stats=format_stats(self._flush_log()))
             # A stop signal arrives at one rank's own moment; all ranks must stop after the same
             # step, or the others would wait in the next gradient all-reduce: agree on it.
             self.stop_requested = self.stop_requested or self.dist.any(self._stop_signal)
@@ -291,7 +277,7 @@ class Trainer:
             return {}
         elapsed = max(time.perf_counter() - self._log_time, 1e-9)
         record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
-        record.update({k: float(v) / self._log_count for k, v in self._over_ranks(self._log_sums).items()})
+        record.update({k: float(v) / self._log_count for k, v in self.dist.mean_of(self._log_sums).items()})
         first = next(iter(self.optimizers.values()), None)
         record["lr"] = first.param_groups[0]["lr"] if first is not None else 0.0
         # batch_size is the global batch: this is the whole job's speed, not one rank's.
@@ -302,15 +288,6 @@ class Trainer:
         self._hook("translate_kit_train_log", step=self.state.step, epoch=self.state.epoch, scalars=record)
         self._reset_log_window()
         return record
-
-    def _over_ranks(self, sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-rank sums of logged scalars averaged over the ranks (one all-reduce), so the logs
-        are means over the global batch, as one process with that batch would log them."""
-        if not self.dist.enabled or not sums:
-            return dict(sums)
-        keys = list(sums)  # the method's order, the same on every rank
-        means = self.dist.mean(torch.stack([torch.as_tensor(sums[k], device=self.device).float() for k in keys]))
-        return dict(zip(keys, means))
 
     def _hook(self, name: str, **kwargs: Any) -> None:
         """Call a run-event hook, on rank 0 only: plugins (loggers, notifiers) see one run, not one
@@ -422,7 +399,7 @@ class Trainer:
             self._hook("translate_kit_checkpoint_saved", path=path, step=self.state.step)
         self.dist.barrier()
         if fingerprints is not None:
-            distributed.check_replicas(fingerprints, step=self.state.step, path=path)
+            check_replicas(fingerprints, step=self.state.step, path=path)
         return path
 
     def _restore(self, ckpt: Mapping[str, Any]) -> None:
@@ -444,23 +421,13 @@ class Trainer:
             ) from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        for table, key, now in (("train", "batch_size", self.recipe.train.batch_size), ("run", "seed", self.recipe.run.seed)):
-            saved = ckpt["recipe"].get(table, {}).get(key)
-            if saved is not None and saved != now:  # the resume point is "batches of this epoch's permutation"
-                raise CheckpointError(
-                    f"{where} was trained with {table}.{key} = {saved!r}; resuming with {now!r} would replay the "
-                    f"wrong images. Resume without --set {table}.{key}, or start a new run."
-                )
-        state = ckpt["state"]
+        for warning in check_resume(ckpt, self.recipe, where=str(where), dataset_size=len(self.dataset),
+                                    world_size=self.dist.world_size):
+            if self.console is not None:
+                self.console.print(f"[yellow]{warning}")
         for key in ("epoch", "epoch_step", "step", "nonfinite_total", "nonfinite_in_row"):
-            setattr(self.state, key, state.get(key, 0))
+            setattr(self.state, key, ckpt["state"].get(key, 0))
         self.history = [dict(r) for r in ckpt.get("history", []) if r.get("step", 0) <= self.state.step]
-        saved_size = state.get("dataset_size")
-        if saved_size is not None and saved_size != len(self.dataset) and self.console is not None:
-            self.console.print(
-                f"[yellow]The dataset has {len(self.dataset)} usable images; the checkpoint was written with "
-                f"{saved_size}. Training continues, but not in the order the interrupted run would have taken."
-            )
         if not self.dist.same_everywhere(self.state.step):
             raise CheckpointError(
                 f"The {self.dist.world_size} processes resumed from checkpoints of different steps. Every process "
@@ -474,22 +441,9 @@ class Trainer:
         own = {"rng": ckpt["rng"], "method_state": ckpt.get("method_state", {})}
         if self.dist.rank:
             own = ckpt.get("ranks", {}).get(self.dist.rank)
-        saved_world = ckpt["state"].get("world_size", 1)
-        if saved_world != self.dist.world_size and self.console is not None:
-            self.console.print(
-                f"[yellow]{self.resumed_from} was written by {saved_world} process(es) and this run has "
-                f"{self.dist.world_size}: it goes on at the same step with the same global batches, but not "
-                "bit-identically, since each process draws its own dropout and jitter."
-            )
         if own is None:  # rank 0's image pools and the like are as good a history as any
             self.method.load_extra_state(ckpt.get("method_state", {}))
             self._seed_stream(step=self.state.step)
             return
         self.method.load_extra_state(own["method_state"])
         set_rng_state(own["rng"], self.device)
-
-
-def _format_stats(record: Mapping[str, float]) -> str:
-    losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss"))
-    speed = record.get("images_per_s")
-    return f"{losses}  {speed:.1f} img/s" if speed is not None and math.isfinite(speed) else losses

@@ -1,0 +1,77 @@
+"""Every registered component and every shipped recipe against the contract checks that
+`translate_kit.testing` ships to plugin authors (timm's test_models pattern): a new component or
+recipe is tested with no new test code."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import RECIPES
+
+from translate_kit.plugins import get_plugin_manager
+from translate_kit.registry import Registry
+from translate_kit.testing import (
+    check_discriminator,
+    check_generator,
+    check_loss,
+    check_method,
+    check_segmenter,
+    first_party_plugin_manager,
+)
+
+# Collected once at import, from translate-kit's own plugins only (the same set as the tkit_pm fixture).
+_REGISTRY = Registry.from_plugin_manager(first_party_plugin_manager())
+RECIPE_FILES = sorted(RECIPES.glob("*.toml"))
+
+
+def names(kind: str) -> list[str]:
+    return _REGISTRY.names(kind)
+
+
+@pytest.mark.parametrize("name", names("generator"))
+def test_generator_contract(name, registry, device, dtype):
+    check_generator(registry, name, device=device, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", names("discriminator"))
+def test_discriminator_contract(name, registry, device, dtype):
+    check_discriminator(registry, name, device=device, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", names("segmenter"))
+def test_segmenter_contract(name, registry, device, dtype):
+    check_segmenter(registry, name, device=device, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", names("loss"))
+def test_loss_contract(name, registry, device):
+    check_loss(registry, name, device=device)
+
+
+@pytest.mark.parametrize("path", RECIPE_FILES, ids=[p.stem for p in RECIPE_FILES])
+def test_recipe_contract(path, registry, pm, tiny_facades, tmp_path, device):
+    check_method(path, registry, pm, data_root=tiny_facades, tmp_path=tmp_path, device=device)
+
+
+def test_every_method_has_a_recipe(registry):
+    """A method is checked through a recipe that uses it; one without a shipped recipe goes untested."""
+    import tomllib
+
+    used = {tomllib.loads(p.read_text())["method"]["name"] for p in RECIPE_FILES}
+    assert set(registry.names("method")) <= used
+
+
+def test_the_suite_sees_translate_kits_own_plugins_only(tmp_path, monkeypatch):
+    """An unrelated installed plugin (here: a fake distribution on sys.path) does not reach the
+    suite's plugin manager, while an ordinary one does load it."""
+    (tmp_path / "stray_plugin.py").write_text(
+        "from translate_kit.api import register_generator\n\n"
+        "@register_generator()\ndef stray(*, in_channels: int = 3, out_channels: int = 3) -> object:\n"
+        "    '''A plugin the suite must not see.'''\n    return None\n"
+    )
+    info = tmp_path / "stray_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stray-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[translate_kit]\nstray = stray_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "stray" in Registry.from_plugin_manager(get_plugin_manager(disabled=[])).names("generator")
+    assert "stray" not in Registry.from_plugin_manager(first_party_plugin_manager()).names("generator")

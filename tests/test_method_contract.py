@@ -1,0 +1,365 @@
+"""The method contract holds families unlike pix2pix, each built entirely in this file, as a
+third-party plugin would build it, with no change to the core:
+
+- a toy x2 super-resolution method: its items carry one high-resolution image, which the method
+  degrades on the device itself (`prepare_batch`), and its output is twice its input's size
+  (`Upscaling`), so translation, tiling, evaluation and export must all follow the scale;
+- a toy method with two learning rates and Adam(0, 0.9) per optimiser group (`optimizer_defaults`,
+  overridable by `[train.optimizers.<group>]`), an extra encoder network of a component kind of its
+  own built from an `[encoder]` table (`tables=`, `Parts.component`), two translate networks, and
+  an exponential moving average of both.
+
+This module is the plugin: its marked factories are registered by handing the module itself to
+the plugin manager.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from translate_kit.api import (
+    BatchSpec,
+    GANLossName,
+    Method,
+    OptimizerSettings,
+    PairedJitter,
+    Parts,
+    StepContext,
+    frozen,
+    register,
+    register_generator,
+    register_method,
+)
+from translate_kit.errors import RecipeError
+from translate_kit.registry import Registry
+from translate_kit.testing import check_method, first_party_plugin_manager
+
+# ------------------------------------------------------------------------------------------------
+# A x2 super-resolution family
+
+
+class Upsampler(nn.Module):
+    """x2: nearest-neighbour upsampling plus a learned residual through a pixel shuffle."""
+
+    scale = 2  # Upscaling: the output is twice the input's size
+    size_multiple, min_size = 1, 1  # SizeConstrained: any size
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width, 4 * channels, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(F.interpolate(x, scale_factor=2, mode="nearest") + self.body(x))
+
+
+@register_generator(tiny={"width": 4})
+def toy_upsampler(*, in_channels: int = 3, out_channels: int = 3, width: int = 8) -> Upsampler:
+    """A x2 upsampler (test family)."""
+    if in_channels != out_channels:
+        raise ValueError(f"Expected as many input as output channels, got {in_channels} and {out_channels}")
+    return Upsampler(in_channels, width)
+
+
+class ToySR(Method):
+    """Learns to undo a 2x2 average pooling that it applies itself, on the device."""
+
+    roles = {"G": "translate"}
+    sample_mode = "eval"
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict({"G": generator})
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        return {"G": ["G"]}
+
+    def prepare_batch(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
+        # Only the high-resolution image is read; the input is made from it.
+        high = PairedJitter(spec.crop_size, spec.flip, keys=("B",)).prepare({"B": batch["B"]}, spec)["B"]
+        return {"A": F.avg_pool2d(high, 2), "B": high}
+
+    def training_step(self, batch: Mapping[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
+        with ctx.autocast():
+            loss = F.l1_loss(self.nets["G"](batch["A"]).float(), batch["B"])
+        ctx.update("G", loss)
+        return {"loss_G_L1": loss.detach()}
+
+
+@register_method(tables={"generator": "generator"})
+def toy_sr(parts: Parts, /) -> ToySR:
+    """x2 super-resolution with an L1 loss (test family)."""
+    return ToySR(parts.generator())
+
+
+# ------------------------------------------------------------------------------------------------
+# Two learning rates and an encoder of a kind of its own
+
+
+class StyleEncoder(nn.Module):
+    def __init__(self, channels: int, style: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, style, 3, stride=2, padding=1), nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, style, 1, 1)
+
+
+@register("encoder")
+def toy_style_encoder(*, in_channels: int = 3, style: int = 4) -> StyleEncoder:
+    """A global style code of an image (test family)."""
+    return StyleEncoder(in_channels, style)
+
+
+class StyledGenerator(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, style: int, width: int) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.style = nn.Conv2d(style, width, 1)
+        self.out = nn.Conv2d(width, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.out(torch.relu(self.inp(x) + self.style(style))))
+
+
+@register_generator()
+def toy_styled_generator(*, in_channels: int = 3, out_channels: int = 3, style: int = 4, width: int = 8) -> StyledGenerator:
+    """A generator modulated by a style code (test family)."""
+    return StyledGenerator(in_channels, out_channels, style, width)
+
+
+class ToyStyled(Method):
+    roles = {"G": "translate", "E": "translate", "D": "adversary"}
+
+    def __init__(self, generator: nn.Module, encoder: nn.Module, discriminator: nn.Module, gan_loss: nn.Module) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict({"G": generator, "E": encoder, "D": discriminator})
+        self.gan_loss = gan_loss
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        return {"G": ["G", "E"], "D": ["D"]}
+
+    def optimizer_defaults(self) -> dict[str, OptimizerSettings]:
+        # SPADE's two time-scale rule: D learns four times faster; Adam without momentum.
+        return {"G": OptimizerSettings(lr=1e-4, betas=(0.0, 0.9)), "D": OptimizerSettings(lr=4e-4, betas=(0.0, 0.9))}
+
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nets["G"](x, self.nets["E"](x))  # the style of the input itself
+
+    def training_step(self, batch: Mapping[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
+        G, E, D = self.nets["G"], self.nets["E"], self.nets["D"]
+        with ctx.autocast():
+            fake = G(batch["A"], E(batch["B"]))
+            loss_d = self.gan_loss(D(batch["B"]), True) + self.gan_loss(D(fake.detach()), False)
+        ctx.update("D", loss_d + self.gan_loss.penalty(D, batch["B"], fake.detach()))
+        with frozen([D]), ctx.autocast():
+            loss_g = self.gan_loss(D(fake), True, for_discriminator=False) + 10 * F.l1_loss(fake, batch["B"])
+        ctx.update("G", loss_g)
+        return {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
+
+
+@register_method(tables={"generator": "generator", "encoder": "encoder", "discriminator": "discriminator"})
+def toy_styled(parts: Parts, /, *, gan_mode: GANLossName = "hinge") -> ToyStyled:
+    """A style-encoder GAN with two learning rates (test family)."""
+    return ToyStyled(parts.generator(), parts.component("encoder"),
+                     parts.discriminator(in_channels=parts.out_channels), parts.loss(gan_mode))
+
+
+# ------------------------------------------------------------------------------------------------
+# Recipes and fixtures
+
+SR_RECIPE = """
+[data]
+dataset = "aligned"
+root = "{root}"
+direction = "BtoA"
+
+[method]
+name = "toy_sr"
+
+[generator]
+name = "toy_upsampler"
+"""
+
+STYLED_RECIPE = """
+[data]
+dataset = "aligned"
+root = "{root}"
+direction = "BtoA"
+
+[method]
+name = "toy_styled"
+
+[generator]
+name = "toy_styled_generator"
+
+[encoder]
+name = "toy_style_encoder"
+
+[discriminator]
+name = "patchgan_16"
+ndf = 8
+
+[train]
+ema_decay = 0.9
+
+[train.optimizers.D]
+lr = 3e-4
+"""
+
+
+@pytest.fixture(scope="module")
+def toy_pm() -> Any:
+    return first_party_plugin_manager(plugins=[sys.modules[__name__]])
+
+
+@pytest.fixture(scope="module")
+def toy_registry(toy_pm: Any) -> Registry:
+    return Registry.from_plugin_manager(toy_pm)
+
+
+def write_recipe(tmp_path: Path, text: str, root: Path) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text.format(root=root.as_posix()), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Super-resolution
+
+
+def test_super_resolution_trains_resumes_translates_tiles_evaluates_and_exports(toy_pm, toy_registry, tiny_facades,
+                                                                                 tmp_path):
+    from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate
+    from translate_kit.export import export_model
+    from translate_kit.inference import Translator
+
+    recipe = write_recipe(tmp_path, SR_RECIPE, tiny_facades)
+    check_method(recipe, toy_registry, toy_pm, data_root=tiny_facades, tmp_path=tmp_path)  # train, resume, 2x
+    run = tmp_path / "straight" / "run"
+    translator = Translator.from_checkpoint(run, device="cpu", registry=toy_registry)
+    assert translator.geometry.scale == 2
+    image = torch.randint(0, 256, (3, 37, 45), dtype=torch.uint8)
+    whole = translator(image)
+    assert whole.shape == (3, 74, 90)
+
+    # Tiles of 24 input pixels overlapping by 12: the blend reaches 3 input pixels into each tile
+    # side, beyond the 2-pixel receptive field, so tiles give the untiled result.
+    tiled = Translator.from_checkpoint(run, device="cpu", registry=toy_registry, tile=24, overlap=12)(image)
+    assert tiled.shape == (3, 74, 90)
+    assert (tiled.int() - whole.int()).abs().max() <= 1  # float rounding of the blend
+
+    # Evaluation compares the 2x outputs with the high-resolution targets the method made.
+    dataset = eval_dataset(translator.recipe, toy_registry, "test")
+    report = evaluate(translator, dataset, options=EvalOptions(split="test", batch_size=2), out_dir=None,
+                      checkpoint=str(run))
+    assert report.images == 1 and math.isfinite(report.pixel["psnr"])
+
+    written = export_model(run, tmp_path / "sr.safetensors", registry=toy_registry)
+    description = json.loads(written[1].read_text())
+    assert description["output"]["scale"] == 2 and description["nets"] == ["G"]
+    exported = Translator.from_checkpoint(written[0], device="cpu", registry=toy_registry)
+    assert torch.equal(exported(image), whole)
+
+
+def test_super_resolution_onnx_export_takes_any_size(toy_pm, toy_registry, tiny_facades, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from translate_kit.export import export_model
+    from translate_kit.inference import Translator
+    from translate_kit.testing import tiny_recipe
+    from translate_kit.train.trainer import Trainer
+
+    recipe = tiny_recipe(write_recipe(tmp_path, SR_RECIPE, tiny_facades), toy_registry, data_root=tiny_facades,
+                         run_dir=tmp_path, steps=1)
+    Trainer(recipe, registry=toy_registry, pm=toy_pm, device="cpu").fit()
+    run = tmp_path / "run"
+    onnx_file = export_model(run, tmp_path / "sr.onnx", fmt="onnx", registry=toy_registry)[0]
+    session = ort.InferenceSession(str(onnx_file))
+    x = torch.rand(1, 3, 20, 28) * 2 - 1
+    (y,) = session.run(None, {"images": x.numpy()})
+    assert y.shape == (1, 3, 40, 56)
+    expected = Translator.from_checkpoint(run, device="cpu", registry=toy_registry).method.translate(x)
+    torch.testing.assert_close(torch.from_numpy(y), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Two learning rates, an encoder, EMA
+
+
+def test_groups_get_their_own_settings_from_method_and_recipe(toy_pm, toy_registry, tiny_facades, tmp_path):
+    from translate_kit.recipe import load_recipe
+    from translate_kit.testing import tiny_recipe
+    from translate_kit.train.trainer import Trainer
+
+    recipe = tiny_recipe(write_recipe(tmp_path, STYLED_RECIPE, tiny_facades), toy_registry, data_root=tiny_facades,
+                         run_dir=tmp_path, overrides=["train.optimizers.G.weight_decay=0.01"])
+    trainer = Trainer(recipe, registry=toy_registry, pm=toy_pm, device="cpu")
+    g, d = trainer.optimizers["G"].param_groups[0], trainer.optimizers["D"].param_groups[0]
+    assert (g["lr"], g["betas"], g["weight_decay"]) == (1e-4, (0.0, 0.9), 0.01)  # method defaults + --set
+    assert (d["lr"], d["betas"], d["weight_decay"]) == (3e-4, (0.0, 0.9), 0.0)  # the recipe's lr wins
+    assert {id(p) for p in trainer.optimizers["G"].param_groups[0]["params"]} == {
+        id(p) for n in ("G", "E") for p in trainer.method.nets[n].parameters()}
+    assert isinstance(trainer.method.nets["E"], StyleEncoder)  # built from [encoder], a kind of its own
+    assert toy_registry.get("encoder", "toy_style_encoder").plugin == __name__
+
+    text = recipe.to_toml()
+    assert "optimizers = {D = {lr = 0.0003}, G = {weight_decay = 0.01}}" in text
+    assert load_recipe(recipe.to_dict(), registry=toy_registry).train.optimizers == recipe.train.optimizers
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["train.optimizers.E.lr=1e-3"], r"\[train.optimizers.E\] names no optimiser group of method 'toy_styled'; "
+                                         r"its groups are G, D"),
+        (["train.optimizers.D.lrr=1e-3"], r"unknown key 'lrr'. Did you mean 'lr'\?"),
+        (["train.optimizers.D.lr=-1"], r"expected lr > 0"),
+        (["encoder.styel=3"], r"\[encoder\]: unknown key 'styel' for encoder 'toy_style_encoder'. Did you mean 'style'\?"),
+        (["encoderr.name=toy_style_encoder"], r"\[encoderr\]: unknown table. Did you mean 'encoder'\?"),
+        (["method.gan_mode=l1"], r"loss 'l1' is not an adversarial loss"),
+    ],
+)
+def test_contract_mistakes_are_recipe_errors(toy_pm, toy_registry, tiny_facades, tmp_path, overrides, expected):
+    from translate_kit.recipe import load_recipe
+    from translate_kit.train.trainer import Trainer
+
+    path = write_recipe(tmp_path, STYLED_RECIPE, tiny_facades)
+    with pytest.raises(RecipeError, match=expected):
+        recipe = load_recipe(path, overrides, registry=toy_registry)
+        Trainer(recipe, registry=toy_registry, pm=toy_pm, device="cpu", run_dir=tmp_path / "run")
+
+
+def test_styled_method_trains_resumes_and_averages(toy_pm, toy_registry, tiny_facades, tmp_path):
+    from translate_kit.export import export_model
+    from translate_kit.inference import Translator
+    from translate_kit.train.checkpoint import newest_checkpoint
+
+    recipe = write_recipe(tmp_path, STYLED_RECIPE, tiny_facades)
+    check_method(recipe, toy_registry, toy_pm, data_root=tiny_facades, tmp_path=tmp_path)  # resume exact, EMA too
+    run = tmp_path / "straight" / "run"
+    _, ckpt = newest_checkpoint(run / "checkpoints")
+    assert set(ckpt["ema"]) == {"G", "E"}  # the translate networks, not D
+    assert any(not torch.equal(ckpt["ema"]["G"][k], v) for k, v in ckpt["nets"]["G"].items())
+
+    image = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8)
+    averaged = Translator.from_checkpoint(run, device="cpu", registry=toy_registry)
+    trained = Translator.from_checkpoint(run, device="cpu", registry=toy_registry, use_ema=False)
+    assert averaged.averaged and not trained.averaged
+    assert not torch.equal(averaged(image), trained(image))
+
+    written = export_model(run, tmp_path / "styled.safetensors", registry=toy_registry)
+    description = json.loads(written[1].read_text())
+    assert description["nets"] == ["G", "E"] and description["averaged_weights"] is True
+    assert torch.equal(Translator.from_checkpoint(written[0], device="cpu", registry=toy_registry)(image),
+                       averaged(image))
