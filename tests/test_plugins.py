@@ -72,9 +72,11 @@ def test_the_example_plugins_own_tests_pass_with_it_pip_installed(tmp_path):
     the example plugin pip-installed (into a folder of its own, not this environment), then its
     tests with translate-kit's test kit, in a fresh process."""
     import os
+    import shutil
     import subprocess
 
-    example = ROOT / "examples" / "tkit-example-plugin"
+    example = tmp_path / "tkit-example-plugin"  # a copy: building writes build/ beside the sources
+    shutil.copytree(ROOT / "examples" / "tkit-example-plugin", example)
     site = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
