@@ -9,6 +9,7 @@ choice, slowing D relative to G); then G with D frozen, GAN loss on the fake pai
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 import torch
 from torch import nn
 

@@ -37,6 +37,8 @@ from typing import Annotated, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from translate_kit_plugins.patchgan import PatchDiscriminator
+from translate_kit_plugins.resnet import ResidualBlock
 
 from translate_kit.api import (
     MULTISCALE_LOGITS,
@@ -45,19 +47,17 @@ from translate_kit.api import (
     LossOptions,
     Method,
     Norm,
+    OptionsOf,
     Parts,
     StepContext,
     conv_bias,
     frozen,
     init_weights,
     make_norm,
-    OptionsOf,
     register_discriminator,
     register_generator,
     register_method,
 )
-from translate_kit_plugins.patchgan import PatchDiscriminator
-from translate_kit_plugins.resnet import ResidualBlock
 
 __all__ = [
     "FeatureMatchingLoss",

@@ -18,6 +18,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, cast
 
 import typer
+from translate_kit_plugins.reference_layouts import (
+    DetectedNet,
+    NormName,
+    check_channels,
+    check_norm,
+    detect_file,
+    dropout_for,
+    find_reference_files,
+    remap_state_dict,
+    same_architecture,
+)
 
 from translate_kit.api import (
     CheckpointError,
@@ -32,17 +43,6 @@ from translate_kit.api import (
     hookimpl,
     load_recipe,
     session,
-)
-from translate_kit_plugins.reference_layouts import (
-    DetectedNet,
-    NormName,
-    check_channels,
-    check_norm,
-    detect_file,
-    dropout_for,
-    find_reference_files,
-    remap_state_dict,
-    same_architecture,
 )
 
 __all__ = ["Conversion", "convert", "save_conversion", "translate_kit_add_commands"]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from translate_kit_plugins.segmenters import IMAGENET_MEAN, IMAGENET_STD, load_state_file
 
 from translate_kit.api import (
     Norm,
@@ -52,7 +53,6 @@ from translate_kit.api import (
     make_norm,
     register_generator,
 )
-from translate_kit_plugins.segmenters import IMAGENET_MEAN, IMAGENET_STD, load_state_file
 
 __all__ = ["DecoderBlock", "TimmUNet", "timm_unet"]
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import RECIPES
 from torch import nn
+from translate_kit_plugins.bench import run_bench, time_windows
 from typer.testing import CliRunner
 
-from translate_kit.errors import OptionError as BenchError
-from translate_kit_plugins.bench import run_bench, time_windows
 from translate_kit.cli import make_app
+from translate_kit.errors import OptionError as BenchError
 from translate_kit.recipe import load_recipe
 from translate_kit.registry import Registry, register_discriminator, register_generator
 

@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
-
-from translate_kit.errors import CheckpointError
 from translate_kit_plugins.reference_import import convert, save_conversion
 from translate_kit_plugins.reference_layouts import (
     detect,
@@ -24,6 +21,9 @@ from translate_kit_plugins.reference_layouts import (
     load_reference_state_dict,
     remap_state_dict,
 )
+from typer.testing import CliRunner
+
+from translate_kit.errors import CheckpointError
 
 # ------------------------------------------------------------------------------------------------
 # The reference's layouts, re-implemented (norm "instance" is InstanceNorm without affine parameters

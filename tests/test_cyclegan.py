@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import RECIPES, quick_overrides
 from torch import nn
+from translate_kit_plugins.cyclegan import CycleGAN, ImagePool
+from translate_kit_plugins.folder_datasets import aligned, aligned_unpaired, unaligned
+from translate_kit_plugins.gan_losses import lsgan
 
 from translate_kit.errors import RecipeError
 from translate_kit.recipe import TrainConfig, load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
 from translate_kit.train.trainer import Trainer
-from translate_kit_plugins.cyclegan import CycleGAN, ImagePool
-from translate_kit_plugins.folder_datasets import aligned, aligned_unpaired, unaligned
-from translate_kit_plugins.gan_losses import lsgan
 
 RECIPE = RECIPES / "cyclegan_facades.toml"
 TINY = ["generator.name=resnet", "generator.n_blocks=1", "generator.ngf=8", "discriminator.ndf=8"]

@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import make_structured_pair, write_aligned
 from torchvision.io import encode_png, write_jpeg, write_png
+from translate_kit_plugins.folder_datasets import aligned, paired
 
 from translate_kit.data.io import list_images, read_image, to_channels
 from translate_kit.data.jitter import PairedJitter, to_unit_range
 from translate_kit.data.loading import EpochSampler, PreparedDataset
 from translate_kit.errors import DataError
-from translate_kit_plugins.folder_datasets import aligned, paired
 
 
 def test_aligned_splits_halves_and_direction(tmp_path):

@@ -280,10 +280,10 @@ def _driver(data: Path, out: Path) -> None:
 
     from translate_kit.cli import main
     from translate_kit.errors import TrainingError
+    from translate_kit.method import unwrap
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.registry import Registry
     from translate_kit.train.distributed import process_group
-    from translate_kit.method import unwrap
     from translate_kit.train.trainer import Trainer
 
     torch.set_num_threads(1)  # as torchrun's OMP_NUM_THREADS=1 gives the CLI run: the same kernels, the same bits

@@ -7,9 +7,9 @@ import importlib
 import pkgutil
 
 import pytest
+import translate_kit_plugins
 
 import translate_kit
-import translate_kit_plugins
 
 SKIP = {"translate_kit.__main__"}  # running it would start the CLI
 

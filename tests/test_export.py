@@ -10,12 +10,11 @@ from conftest import RECIPES, quick_overrides
 from typer.testing import CliRunner
 
 from translate_kit.cli import make_app
-from translate_kit.errors import CheckpointError
-from translate_kit.errors import ExportError
+from translate_kit.errors import CheckpointError, ExportError
 from translate_kit.export import export_model
-from translate_kit.train.checkpoint import EXPORT_FORMAT, load_export
 from translate_kit.inference import Translator
 from translate_kit.recipe import load_recipe
+from translate_kit.train.checkpoint import EXPORT_FORMAT, load_export
 from translate_kit.train.trainer import Trainer
 
 TINY = ["generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
 from translate_kit_plugins.gan_losses import GANLoss, gan_loss, gradient_penalty, hinge, l1, lsgan, vanilla, wgangp
 
 MODES = ["vanilla", "lsgan", "hinge", "wgangp"]

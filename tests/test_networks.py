@@ -8,13 +8,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 import translate_kit_plugins.gan_losses as gan_losses_module
 import translate_kit_plugins.patchgan as patchgan_module
 import translate_kit_plugins.unet as unet_module
-from translate_kit.errors import RecipeError
-from translate_kit.registry import Registry, collect_marked
+from torch import nn
 from translate_kit_plugins.patchgan import (
     PatchDiscriminator,
     PixelDiscriminator,
@@ -25,6 +22,9 @@ from translate_kit_plugins.patchgan import (
     pixelgan,
 )
 from translate_kit_plugins.unet import UNetGenerator, unet, unet_128, unet_256
+
+from translate_kit.errors import RecipeError
+from translate_kit.registry import Registry, collect_marked
 
 PLUGIN_MODULES = [unet_module, patchgan_module, gan_losses_module]
 FACTORIES = [f for module in PLUGIN_MODULES for f in collect_marked(module)]

@@ -8,10 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import RECIPES, quick_overrides
-
-from translate_kit.errors import RecipeError
-from translate_kit.recipe import load_recipe
-from translate_kit.train.trainer import Trainer
 from translate_kit_plugins.pix2pixhd import (
     FeatureMatchingLoss,
     GlobalGenerator,
@@ -23,6 +19,10 @@ from translate_kit_plugins.pix2pixhd import (
     multiscale,
 )
 from translate_kit_plugins.vgg import LAYER_WEIGHTS, SLICE_ENDS, VGGPerceptualLoss, vgg19
+
+from translate_kit.errors import RecipeError
+from translate_kit.recipe import load_recipe
+from translate_kit.train.trainer import Trainer
 
 RECIPE = RECIPES / "pix2pixhd_facades.toml"
 TINY = [

@@ -6,7 +6,6 @@ import pytest
 import torch
 from conftest import RECIPES, quick_overrides
 from torch import nn
-
 from translate_kit_plugins.resnet import ResidualBlock, resnet
 
 

@@ -10,9 +10,9 @@ import timm
 import torch
 from conftest import RECIPES, quick_overrides
 from torch import nn
+from translate_kit_plugins.timm_unet import TimmUNet, timm_unet
 
 from translate_kit.errors import RecipeError
-from translate_kit_plugins.timm_unet import TimmUNet, timm_unet
 
 # Small decoders keep the tests fast; the encoders are timm's smallest of each family.
 SMALL = (32, 16, 16, 8, 8)

@@ -15,17 +15,16 @@ from typer.testing import CliRunner
 
 import translate_kit.inference
 import translate_kit.method
+from translate_kit.build import RecipeParts
 from translate_kit.cli import make_app
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.data.synth import render_facade
-from translate_kit.errors import CheckpointError, DataError
-from translate_kit.errors import InferenceError
+from translate_kit.errors import CheckpointError, DataError, InferenceError
 from translate_kit.inference import Translator, expand_inputs, translate_files
 from translate_kit.method import Method
 from translate_kit.pages import to_uint8
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
-from translate_kit.build import RecipeParts
 from translate_kit.train.trainer import Trainer
 
 TINY_UNET = ["generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8"]

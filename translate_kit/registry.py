@@ -45,7 +45,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from translate_kit.errors import PluginError, RecipeError, TranslateKitError, UnknownComponentError, did_you_mean
 from translate_kit.validation import coerce, describe

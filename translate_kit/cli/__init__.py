@@ -14,8 +14,8 @@ import typer
 
 from translate_kit import __version__
 from translate_kit.cli import data, export, plugins, recipes, train, translate
-from translate_kit.cli.eval import eval_command
 from translate_kit.cli.common import Session
+from translate_kit.cli.eval import eval_command
 
 __all__ = ["BUILTIN_COMMANDS", "make_app", "main"]
 

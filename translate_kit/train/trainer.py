@@ -36,12 +36,9 @@ from translate_kit.method import BatchSpec, Method, test_time, unwrap
 from translate_kit.progress import format_stats, make_progress
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
-from translate_kit.train.checkpoint import (
-    atomic_save, check_resume, checkpoint_dict, newest_checkpoint, prune_checkpoints, rng_state, set_rng_state, to_cpu,
-)
-from translate_kit.train.distributed import (
-    Distributed, check_replicas, parameter_fingerprints, rank_batch_size, stream_seed, sync_batchnorm, wrap_for_processes,
-)
+from translate_kit.train import checkpoint as ckpt
+from translate_kit.train import distributed as ddp
+from translate_kit.train.distributed import Distributed
 from translate_kit.train.optim import EMA, build_optimizers, linear_decay
 from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
 from translate_kit.train.signals import stop_on_signal
@@ -106,9 +103,9 @@ class Trainer:
         self._stop_signal = False  # this process got SIGINT/SIGTERM
         self.resumed_from: Path | None = None
         self._reset_log_window()
-        self.rank_batch_size = rank_batch_size(recipe.train.batch_size, self.dist, where=recipe.where("train"))
+        self.rank_batch_size = ddp.rank_batch_size(recipe.train.batch_size, self.dist, where=recipe.where("train"))
         if resume:
-            found = checkpoint if checkpoint is not None else newest_checkpoint(self.checkpoint_dir)
+            found = checkpoint if checkpoint is not None else ckpt.newest_checkpoint(self.checkpoint_dir)
             if found is None:
                 raise no_checkpoint_error(self.run_dir)
             self.resumed_from = found[0]
@@ -129,14 +126,14 @@ class Trainer:
         check_sizes(self.method, recipe)
         nets = self.method.nets
         if self.dist.enabled and train.sync_batchnorm:
-            sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"), per_rank=self.rank_batch_size)
+            ddp.sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"), per_rank=self.rank_batch_size)
         accelerate(self.method, self.device)
         self.channels_last = uses_channels_last(train.memory_format, self.device)
         self.method.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         if self.dist.rank:  # rank 0 keeps run.seed's stream, so one process trains as it always did
             self._seed_stream(step=0)
         if self.dist.enabled:
-            wrap_for_processes(nets, self.device)
+            ddp.wrap_for_processes(nets, self.device)
         if train.compile:
             for name in list(nets):
                 nets[name] = torch.compile(nets[name])
@@ -166,7 +163,7 @@ class Trainer:
 
     def _seed_stream(self, step: int) -> None:
         """Give this rank its own random stream (dropout, jitter, image pools): see `stream_seed`."""
-        seed = stream_seed(self.recipe.run.seed, self.dist.rank, step)
+        seed = ddp.stream_seed(self.recipe.run.seed, self.dist.rank, step)
         random.seed(seed)
         torch.manual_seed(seed)  # and every CUDA device's generator
 
@@ -347,7 +344,7 @@ class Trainer:
     def _rank_state(self) -> dict[str, Any]:
         """What differs between ranks and a checkpoint must keep for each: the random streams and
         the method's extra state (e.g. CycleGAN's image pools of this rank's fakes), on the CPU."""
-        return {"rng": rng_state(self.device), "method_state": to_cpu(self.method.extra_state())}
+        return {"rng": ckpt.rng_state(self.device), "method_state": ckpt.to_cpu(self.method.extra_state())}
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimisers, schedules, RNGs, position.
@@ -366,7 +363,7 @@ class Trainer:
         }
         nets = {name: unwrap(net).state_dict() for name, net in self.method.nets.items()}
         ema = self.ema.state_dict() if self.ema is not None else None
-        return checkpoint_dict(self.recipe.to_dict(), nets, ema=ema, method_state=self.method.extra_state(),
+        return ckpt.checkpoint_dict(self.recipe.to_dict(), nets, ema=ema, method_state=self.method.extra_state(),
                                state=state, training=training)
 
     def save_checkpoint(self) -> Path:
@@ -384,7 +381,8 @@ class Trainer:
         self._saved_step = self.state.step
         fingerprints = others = None
         if self.dist.enabled:
-            fingerprints = self.dist.all_gather(parameter_fingerprints({n: unwrap(m) for n, m in self.method.nets.items()}))
+            plain = {name: unwrap(net) for name, net in self.method.nets.items()}
+            fingerprints = self.dist.all_gather(ddp.parameter_fingerprints(plain))
             others = self.dist.gather(None if self.dist.is_main else self._rank_state())
         if self.dist.is_main:
             state = self.checkpoint_state()
@@ -392,58 +390,58 @@ class Trainer:
                 state["ranks"] = {rank: own for rank, own in enumerate(others) if rank}
                 state["replica_fingerprints"] = fingerprints
             try:
-                atomic_save(state, path)
+                ckpt.atomic_save(state, path)
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc} Continue the run with `tkit train --resume {self.run_dir}`.") from None
-            prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints, newest=path)
+            ckpt.prune_checkpoints(self.checkpoint_dir, self.recipe.train.keep_checkpoints, newest=path)
             self._hook("translate_kit_checkpoint_saved", path=path, step=self.state.step)
         self.dist.barrier()
         if fingerprints is not None:
-            check_replicas(fingerprints, step=self.state.step, path=path)
+            ddp.check_replicas(fingerprints, step=self.state.step, path=path)
         return path
 
-    def _restore(self, ckpt: Mapping[str, Any]) -> None:
+    def _restore(self, saved: Mapping[str, Any]) -> None:
         where = self.resumed_from or "the checkpoint"
         try:
             for name, net in self.method.nets.items():
-                unwrap(net).load_state_dict(ckpt["nets"][name])
+                unwrap(net).load_state_dict(saved["nets"][name])
             for group, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(ckpt["optimizers"][group])
+                optimizer.load_state_dict(saved["optimizers"][group])
             for group, scheduler in self.schedulers.items():
-                scheduler.load_state_dict(ckpt["schedulers"][group])
-            if self.ema is not None and ckpt.get("ema"):  # else the averages start from the weights
-                self.ema.load_state_dict(ckpt["ema"])
+                scheduler.load_state_dict(saved["schedulers"][group])
+            if self.ema is not None and saved.get("ema"):  # else the averages start from the weights
+                self.ema.load_state_dict(saved["ema"])
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(
                 f"{where} does not fit the networks of this recipe ({first}). Resume without --set overrides "
                 "that change the architecture."
             ) from None
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        for warning in check_resume(ckpt, self.recipe, where=str(where), dataset_size=len(self.dataset),
-                                    world_size=self.dist.world_size):
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        for warning in ckpt.check_resume(saved, self.recipe, where=str(where), dataset_size=len(self.dataset),
+                                         world_size=self.dist.world_size):
             if self.console is not None:
                 self.console.print(f"[yellow]{warning}")
         for key in ("epoch", "epoch_step", "step", "nonfinite_total", "nonfinite_in_row"):
-            setattr(self.state, key, ckpt["state"].get(key, 0))
-        self.history = [dict(r) for r in ckpt.get("history", []) if r.get("step", 0) <= self.state.step]
+            setattr(self.state, key, saved["state"].get(key, 0))
+        self.history = [dict(r) for r in saved.get("history", []) if r.get("step", 0) <= self.state.step]
         if not self.dist.same_everywhere(self.state.step):
             raise CheckpointError(
                 f"The {self.dist.world_size} processes resumed from checkpoints of different steps. Every process "
                 "must see the same run folder: put it on a file system all machines share."
             )
-        self._restore_rank_state(ckpt)
+        self._restore_rank_state(saved)
 
-    def _restore_rank_state(self, ckpt: Mapping[str, Any]) -> None:
+    def _restore_rank_state(self, saved: Mapping[str, Any]) -> None:
         """Restore this rank's random streams and method state, or start fresh ones if the
         checkpoint was written by fewer processes and so has none for this rank."""
-        own = {"rng": ckpt["rng"], "method_state": ckpt.get("method_state", {})}
+        own = {"rng": saved["rng"], "method_state": saved.get("method_state", {})}
         if self.dist.rank:
-            own = ckpt.get("ranks", {}).get(self.dist.rank)
+            own = saved.get("ranks", {}).get(self.dist.rank)
         if own is None:  # rank 0's image pools and the like are as good a history as any
-            self.method.load_extra_state(ckpt.get("method_state", {}))
+            self.method.load_extra_state(saved.get("method_state", {}))
             self._seed_stream(step=self.state.step)
             return
         self.method.load_extra_state(own["method_state"])
-        set_rng_state(own["rng"], self.device)
+        ckpt.set_rng_state(own["rng"], self.device)
