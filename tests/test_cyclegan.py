@@ -245,9 +245,9 @@ def test_recipe_has_the_papers_settings_and_networks(registry, pm, tmp_path):
         "name": "cyclegan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "pool_size": 50,
         "gan_mode": "lsgan",
     }
-    from translate_kit.build import RecipeParts
+    from translate_kit.build import build_method
 
-    method = registry.build("method", recipe.components["method"], where="test", args=(RecipeParts(recipe, registry),))
+    method = build_method(recipe, registry)
     counts = {name: sum(p.numel() for p in net.parameters()) for name, net in method.nets.items()}
     assert counts == {"G_A": 11_378_179, "G_B": 11_378_179, "D_A": 2_764_737, "D_B": 2_764_737}  # DESIGN.md §1
 

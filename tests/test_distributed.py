@@ -25,6 +25,7 @@ import torch
 from conftest import RECIPES, quick_overrides
 
 from translate_kit.errors import RecipeError
+from translate_kit.build import build_method
 from translate_kit.recipe import load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
 from translate_kit.train.distributed import (
@@ -233,17 +234,10 @@ def test_launch_environment_and_devices():
     assert single.is_main and not single.enabled and single.any(True) and single.gather(5) == [5]
 
 
-def _build_method(recipe, registry) -> torch.nn.Module:
-    from translate_kit.build import RecipeParts
-
-    return registry.build("method", recipe.components["method"], args=(RecipeParts(recipe, registry),),
-                          where=recipe.where("method"))
-
-
 def _nets_from(ckpt: dict, registry) -> dict[str, torch.nn.Module]:
     """The checkpoint's networks, rebuilt from its recipe (as `tkit translate` does)."""
     recipe = load_recipe(ckpt["recipe"], registry=registry)
-    method = _build_method(recipe, registry)
+    method = build_method(recipe, registry)
     for name, net in method.nets.items():
         net.load_state_dict(ckpt["nets"][name])
     return dict(method.nets.items())
@@ -253,7 +247,7 @@ def _initial(recipe, registry) -> dict[str, dict[str, torch.Tensor]]:
     """The networks' weights before training (built from run.seed, as the trainer builds them)."""
     with torch.random.fork_rng():
         torch.manual_seed(recipe.run.seed)
-        method = _build_method(recipe, registry)
+        method = build_method(recipe, registry)
     return {name: net.state_dict() for name, net in method.nets.items()}
 
 

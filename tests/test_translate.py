@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import translate_kit.inference
 import translate_kit.method
-from translate_kit.build import RecipeParts
+from translate_kit.build import build_method
 from translate_kit.cli import make_app
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.data.synth import render_facade
@@ -224,7 +224,7 @@ def _dropout_translator(registry, **options) -> Translator:
     """An untrained 6-level U-Net: the smallest with dropout (decoder level 4)."""
     recipe = load_recipe(RECIPES / "pix2pix_facades.toml", TINY_UNET + ["generator.num_downs=6"], registry=registry)
     torch.manual_seed(0)
-    method = registry.build("method", recipe.components["method"], where="test", args=(RecipeParts(recipe, registry),))
+    method = build_method(recipe, registry)
     return Translator(method, recipe, device="cpu", **options)
 
 

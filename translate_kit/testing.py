@@ -367,6 +367,12 @@ def check_method(
     for name, net in straight.method.nets.items():
         for (key, a), b in zip(net.state_dict().items(), resumed.method.nets[name].state_dict().values()):
             assert torch.equal(a, b), f"{source}: resuming changed {name}.{key} (not bit for bit the straight run)"
+    if straight.ema is not None:
+        assert resumed.ema is not None
+        for name, averaged in straight.ema.state_dict().items():
+            for key, a in averaged.items():
+                b = resumed.ema.state_dict()[name][key]
+                assert torch.equal(a, b), f"{source}: resuming changed the moving average of {name}.{key}"
 
     translator = Translator.from_checkpoint(straight.run_dir, device=device, registry=registry)
     image = torch.randint(0, 256, (straight_recipe.data.in_channels, 37, 45), dtype=torch.uint8)
