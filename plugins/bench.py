@@ -437,7 +437,11 @@ def bench_trainer(
                        "in_channels": d.in_channels, "out_channels": d.out_channels, "seed": recipe.run.seed}
             noise = dataclasses.replace(d, dataset=NOISE_DATASET, options=options, cache=True, num_workers=0)
             recipe = dataclasses.replace(recipe, data=noise)
-        yield Trainer(recipe, registry=registry, pm=pm, device=device)
+        trainer = Trainer(recipe, registry=registry, pm=pm, device=device)
+        try:
+            yield trainer
+        finally:
+            trainer.close()
 
 
 def synthetic_batch(trainer: Trainer, batch_size: int, *, seed: int = 0) -> dict[str, Any]:

@@ -9,10 +9,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+import torch
 from conftest import ROOT
+from torch import nn
 
 from translate_kit.errors import PluginError, RecipeError
-from translate_kit.registry import ComponentRef, Registry, register_discriminator, register_generator, register_method
+from translate_kit.method import Method
+from translate_kit.registry import (
+    ComponentRef,
+    Registry,
+    register_discriminator,
+    register_generator,
+    register_loss,
+    register_method,
+)
 
 CORE = ROOT / "translate_kit"
 PLUGINS = ROOT / "plugins"
@@ -213,3 +223,68 @@ def test_loss_options_in_a_method_table_are_checked_at_load(tmp_path):
     result = CliRunner().invoke(make_app(), ["recipes", "show", str(mistaken)])
     assert result.exit_code == 1
     assert "unknown key 'target_rael' for loss 'vanilla'. Did you mean 'target_real'?" in " ".join(result.output.split())
+
+
+class Halfway(Method):
+    roles = {"G": "translate"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = nn.Conv2d(3, 3, 1)
+        net.size_multiple = 4  # no min_size
+        self.nets = nn.ModuleDict({"G": net})
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        return {"G": ["G"]}
+
+
+@register_method(tables={})
+def halfway(parts: Any, /) -> Halfway:
+    return Halfway()
+
+
+def test_a_network_declaring_half_of_its_size_constraint_is_refused(registry):
+    """`SizeConstrained` needs both attributes; one alone would silently go unchecked."""
+    from translate_kit.build import build_method
+    from translate_kit.recipe import load_recipe
+
+    local = Registry()
+    for spec in registry.specs():
+        local.add(spec.factory, plugin=spec.plugin)
+    local.add(halfway, plugin="mine")
+    recipe = load_recipe({"data": {"root": "x"}, "method": {"name": "halfway"}}, registry=local)
+    with pytest.raises(PluginError, match="Network G of method 'halfway' \\(Conv2d\\) declares size_multiple but not min_size"):
+        build_method(recipe, local)
+
+
+@register_discriminator(output="energy")
+def reconstruction_critic(*, in_channels: int = 6) -> object:
+    """An energy critic (for the loss below)."""
+    return None
+
+
+class Margin(nn.Module):
+    """EBGAN's margin loss on energies: real energies down, fake ones up to the margin."""
+
+    def forward(self, energy: torch.Tensor, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+        if not for_discriminator or target_is_real:
+            return energy.mean()
+        return torch.relu(1.0 - energy).mean()
+
+    def penalty(self, discriminator: Any, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return real.new_zeros(())
+
+
+@register_loss(scores=("energy",))
+def margin() -> Margin:
+    """EBGAN's margin loss."""
+    return Margin()
+
+
+def test_the_loss_contract_check_follows_what_a_loss_declares_it_scores():
+    """An adversarial loss that scores energies only passes `check_loss` on energies."""
+    from translate_kit.testing import check_loss
+
+    local = Registry()
+    local.add(margin, plugin="ebgan")
+    check_loss(local, "margin")

@@ -179,3 +179,12 @@ def test_jitter_refuses_images_smaller_than_the_crop():
 def test_unit_range():
     x = torch.tensor([0, 255, 128], dtype=torch.uint8)
     assert to_unit_range(x).tolist() == pytest.approx([-1.0, 1.0, 128 / 127.5 - 1], abs=1e-6)
+
+
+def test_paired_preparation_of_items_without_a_target_is_a_data_error():
+    from translate_kit.errors import DataError
+    from translate_kit.method import BatchSpec
+
+    spec = BatchSpec(torch.device("cpu"), crop_size=4, flip=False, train=False)
+    with pytest.raises(DataError, match="items have no B image.*they have A, name"):
+        PairedJitter(4, False).prepare({"A": torch.zeros(1, 3, 4, 4, dtype=torch.uint8), "name": ["x"]}, spec)

@@ -24,8 +24,8 @@ import pytest
 import torch
 from conftest import RECIPES, quick_overrides
 
-from translate_kit.errors import RecipeError
 from translate_kit.build import build_method
+from translate_kit.errors import RecipeError
 from translate_kit.recipe import load_recipe
 from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
 from translate_kit.train.distributed import (

@@ -102,3 +102,17 @@ def test_dump_toml_escapes():
 
 
 # Every shipped recipe trains, resumes and translates: tests/test_contracts.py::test_recipe_contract.
+
+
+def test_overrides_never_change_the_callers_tables(registry):
+    """A recipe given as tables (a checkpoint's) is copied deeply before dotted overrides write into it."""
+    import copy
+
+    source = load_recipe(RECIPES / "pix2pix_facades.toml", registry=registry).to_dict()
+    source["method"]["gan_options"] = {"target_real": 1.0}
+    before = copy.deepcopy(source)
+    recipe = load_recipe(source, ["method.gan_options.target_real=0.9", "train.optimizers.D.lr=1e-3"],
+                         registry=registry)
+    assert source == before
+    assert recipe.components["method"]["gan_options"] == {"target_real": 0.9}
+    assert recipe.train.optimizers["D"].lr == 1e-3

@@ -12,7 +12,7 @@ from conftest import RECIPES, quick_overrides
 
 from translate_kit.errors import CheckpointError, DataError, RecipeError
 from translate_kit.recipe import load_recipe
-from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
+from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint, newest_checkpoint
 from translate_kit.train.optim import allocate_adam_state, linear_decay
 from translate_kit.train.trainer import Trainer
 
@@ -244,3 +244,25 @@ def test_trainer_makes_the_optimiser_states_before_any_step(registry, pm, tiny_f
         params = [p for group in optimizer.param_groups for p in group["params"]]
         assert all(optimizer.state[p]["exp_avg"].shape == p.shape for p in params)
         assert all(float(optimizer.state[p]["step"]) == 0.0 for p in params)
+
+
+def test_moving_averages_start_from_the_loaded_weights_on_a_resume_that_turns_them_on(registry, pm, tiny_facades,
+                                                                                     tmp_path):
+    """`--resume --set train.ema_decay=...` on a run that kept none: the averages start from the
+    checkpoint's weights, not from the fresh initialisation built before the restore."""
+    make_trainer(registry, pm, tiny_facades, tmp_path, steps=1).fit()
+    run = tmp_path / "pix2pix_facades"
+    _, saved = newest_checkpoint(run / "checkpoints")
+    recipe = load_recipe(saved["recipe"], ["train.ema_decay=0.99", "train.max_steps=2"], registry=registry)
+    resumed = Trainer(recipe, registry=registry, pm=pm, device="cpu", run_dir=run, resume=True)
+    for key, value in resumed.ema.nets["G"].state_dict().items():
+        assert torch.equal(value, saved["nets"]["G"][key]), key
+    resumed.fit()
+    _, saved = newest_checkpoint(run / "checkpoints")
+    assert set(saved["ema"]) == {"G"}
+
+
+def test_a_trainer_that_never_trains_gives_its_lock_back(registry, pm, tiny_facades, tmp_path):
+    first = make_trainer(registry, pm, tiny_facades, tmp_path)
+    first.close()
+    make_trainer(registry, pm, tiny_facades, tmp_path, overwrite=True).fit()  # the same folder, the same process

@@ -478,3 +478,10 @@ def test_a_translator_built_under_inference_mode_translates(run, registry):
         translator = Translator.from_checkpoint(run, device="cpu", registry=registry)
         out = translator(facade_labels(32, 40))
     assert out.shape == (3, 32, 40)
+
+
+def test_a_tile_below_the_models_minimum_size_is_refused():
+    method = LocalMethod()
+    method.nets["G"].min_size = 8
+    with pytest.raises(InferenceError, match="multiples of 4 and at least 8; use such a size, e.g. 8"):
+        Translator(method, Recipe(), device="cpu", tile=4)

@@ -145,6 +145,15 @@ def build_method(recipe: Recipe, registry: Registry) -> Method:
         )
     if not method.translate_nets:
         raise PluginError(f"{name} has no network with the role \"translate\"; translate() needs at least one.")
+    for net_name, net in method.nets.items():
+        declared = [a for a in ("size_multiple", "min_size") if hasattr(unwrap(net), a)]
+        if len(declared) == 1:  # SizeConstrained needs both; one alone would be silently ignored
+            missing = "min_size" if declared == ["size_multiple"] else "size_multiple"
+            raise PluginError(
+                f"Network {net_name} of {name} ({type(unwrap(net)).__name__}) declares {declared[0]} but not "
+                f"{missing}; a network that constrains sizes declares both (SizeConstrained), e.g. min_size = 0 or "
+                "size_multiple = 1 for no constraint."
+            )
     groups = method.optimizer_groups()
     stray = sorted({n for members in groups.values() for n in members} - set(nets))
     if stray:

@@ -1,8 +1,8 @@
 """Export a trained model for deployment: safetensors weights, or an ONNX graph.
 
 A training checkpoint holds everything needed to continue a run: all networks (discriminators
-too), optimiser states, random states. Deployment needs only the networks `translate` runs (a
-method's `inference_nets`) and the recipe that rebuilds them:
+too), optimiser states, random states. Deployment needs only the networks `translate` runs (the
+method's networks with the role "translate") and the recipe that rebuilds them:
 
 - `format="safetensors"` writes `NAME.safetensors` (tensors only, no pickle; keys `"<net>.<key>"`)
   and beside it `NAME.safetensors.json` (format marker, resolved recipe, network names, step);
@@ -13,12 +13,11 @@ method's `inference_nets`) and the recipe that rebuilds them:
   running statistics) of float32 `(B, C_in, H, W)` images in [-1, 1] to `(B, C_out, s H, s W)` in
   [-1, 1] (`s` the method's scale), with dynamic batch, height and width (multiples of the
   method's `size_multiple`), and `NAME.onnx.json` beside it so a deployment knows channels, value
-  range, size multiple and scale.
+  range, size multiple and scale. pix2pix's paper-mode test time (dropout on, per-image batch
+  statistics) is not exported: an ONNX graph is a fixed function.
 
 Both hold the moving averages of the weights when the run kept them (`train.ema_decay`), unless
 `use_ema=False` (`tkit export --no-ema`).
-  pix2pix's paper-mode test time (dropout on, per-image batch statistics) is not exported: an ONNX
-  graph is a fixed function.
 
     paths = export_model(Path("runs/facades"), Path("out/model.safetensors"), fmt="safetensors")
 """

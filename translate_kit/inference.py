@@ -223,11 +223,11 @@ class Translator:
         )
         if tile is not None:
             m = self.size_multiple
-            if tile < m or tile % m:
-                hint = max(m, round(tile / m) * m)
+            if tile < max(m, self.min_size) or tile % m:
+                hint = self.geometry.padded(max(tile, self.min_size))
                 raise InferenceError(
-                    f"Tile size {tile} does not fit this model, which needs sizes that are multiples of {m}; "
-                    f"use a multiple of {m}, e.g. {hint}."
+                    f"Tile size {tile} does not fit this model, which needs sizes that are multiples of {m} and at "
+                    f"least {max(m, self.min_size)}; use such a size, e.g. {hint}."
                 )
             if not 0 <= overlap < tile:
                 raise InferenceError(f"Expected 0 <= overlap < tile ({tile}), got overlap {overlap}.")
@@ -265,7 +265,7 @@ class Translator:
 
         Args:
             path: a `step_*.pt` file, a run folder, or a safetensors export (its `.safetensors` or
-                `.json` file, or the folder holding `model.json`; see `translate_kit.export`).
+                `.json` file, or the folder holding `model.safetensors.json`; see `translate_kit.train.checkpoint`).
             device: "auto", "cpu", "cuda", "cuda:N" or "mps".
             mode: "eval" or "paper" (see the class docstring).
             registry: the components to build from (default: from `pm`).
@@ -313,7 +313,7 @@ class Translator:
         translator = cls(method, recipe, device=device, mode=mode, **options)
         translator.checkpoint = file
         translator.step = saved.step
-        translator.averaged = bool(use_ema and saved.ema)
+        translator.averaged = bool(use_ema and saved.ema) or saved.averaged
         return translator
 
     # ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ inheritance and no interpolation: a new recipe is a copied file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import tomllib
@@ -308,7 +309,8 @@ def load_recipe(
 
 
 def _copy_tables(source: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in source.items()}
+    """A deep copy as plain dicts: overrides write into nested tables, never into the caller's."""
+    return {k: _copy_tables(v) if isinstance(v, Mapping) else copy.deepcopy(v) for k, v in source.items()}
 
 
 def _build_config(cls: type, table: Mapping[str, Any], name: str, where: Any) -> Any:

@@ -284,11 +284,18 @@ def check_loss(
                     continue  # a generator's loss is always "look real"
                 value = loss(samples[output], target_is_real=real, for_discriminator=for_d)
                 assert value.ndim == 0 and torch.isfinite(value), f"loss {name!r} on {output}: not a finite scalar"
-    logits = torch.randn(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: loss(x, target_is_real=True), (logits,)), f"loss {name!r}: gradcheck"
-    d = nn.Conv2d(3, 1, 3)
-    penalty = loss.penalty(d, torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8))
-    assert penalty.ndim == 0 and torch.isfinite(penalty), f"loss {name!r}: penalty is not a finite scalar"
+    scored = [kind for kind in spec.scores if kind in samples]
+    if scored:  # float64 gradients against finite differences, on the first standard kind it scores
+        inputs = [t.double().requires_grad_(True) for t in _flatten(samples[scored[0]])]
+        as_given = inputs[0] if scored[0] != MULTISCALE_LOGITS else None
+
+        def scored_loss(*xs: torch.Tensor) -> torch.Tensor:
+            return loss(as_given if as_given is not None and len(xs) == 1 else list(xs), target_is_real=True)
+
+        assert torch.autograd.gradcheck(scored_loss, tuple(inputs)), f"loss {name!r}: gradcheck on {scored[0]}"
+    if LOGITS in spec.scores:  # a logit critic for the regulariser; other kinds bring their own
+        penalty = loss.penalty(nn.Conv2d(3, 1, 3), torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8))
+        assert penalty.ndim == 0 and torch.isfinite(penalty), f"loss {name!r}: penalty is not a finite scalar"
     return loss
 
 

@@ -69,10 +69,12 @@ class PairedJitter:
         [-1, 1], jittered (`spec.train`) or centre-cropped, in the networks' memory format."""
         missing = [key for key in self.keys if key not in batch]
         if missing:
-            raise KeyError(
-                f"The batch has no {', '.join(missing)} image(s) (it has {', '.join(map(str, batch))}); this "
-                "method's default batch preparation needs paired images: use a paired dataset or override "
-                "prepare_batch"
+            from translate_kit.errors import DataError
+
+            raise DataError(
+                f"The dataset's items have no {', '.join(missing)} image(s) (they have "
+                f"{', '.join(map(str, batch))}); this method prepares paired images ({', '.join(self.keys)}). Use a "
+                "dataset that gives them (aligned, paired), or a method that prepares what this dataset gives."
             )
         out = dict(batch)
         for key in self.keys:

@@ -238,6 +238,7 @@ class SavedModel:
         ema: translate network -> state dict of its moving average (empty without EMA).
         method_state: the method's extra state.
         step: optimisation steps of the weights, when known.
+        averaged: `nets` themselves are moving averages (an export of an averaged model).
     """
 
     path: Path
@@ -246,6 +247,7 @@ class SavedModel:
     ema: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     method_state: dict[str, Any] = field(default_factory=dict)
     step: int | None = None
+    averaged: bool = False
 
 
 def read_model(path: Path) -> SavedModel:
@@ -323,11 +325,15 @@ def export_description(recipe: Mapping[str, Any], nets: list[str], weights_forma
 
 def write_export(nets: Mapping[str, Mapping[str, torch.Tensor]], output: Path, description: Mapping[str, Any]) -> None:
     """Write a safetensors export: the networks' weights (keys `"<net>.<key>"`) and the description."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {f"{name}.{key}": value.detach().cpu().contiguous() for name, sd in nets.items() for key, value in sd.items()}
     tmp = output.with_name(f".{output.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
+    try:
+        save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
+    except SafetensorError as exc:  # its I/O errors (a full disk, no permission) are not OSErrors
+        raise OSError(str(exc)) from None
     tmp.replace(output)
     write_description(description, description_path(output))
 
@@ -390,7 +396,8 @@ def load_export(path: Path) -> SavedModel:
         nets[net][rest] = tensor
     if not isinstance(description.get("recipe"), dict):
         raise CheckpointError(f"{json_path} has no recipe; it is not a usable export description.")
-    return SavedModel(path=weights, recipe=description["recipe"], nets=nets, step=description.get("step"))
+    return SavedModel(path=weights, recipe=description["recipe"], nets=nets, step=description.get("step"),
+                      averaged=bool(description.get("averaged_weights", False)))
 
 
 def to_cpu(value: Any) -> Any:

@@ -272,13 +272,14 @@ class Distributed:
         dist.all_reduce(total)
         return total / self.world_size
 
-    def mean_of(self, sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-rank sums of logged scalars averaged over the ranks, in one all-reduce, so logs are
-        means over the global batch, as one process with that batch would log them."""
+    def mean_of(self, device: torch.device, sums: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-rank sums of logged scalars averaged over the ranks, in one all-reduce on `device`
+        (the training device, where NCCL wants them), so logs are means over the global batch, as
+        one process with that batch would log them."""
         if not self.enabled or not sums:
             return dict(sums)
         keys = list(sums)  # the method's order, the same on every rank
-        stacked = torch.stack([torch.as_tensor(sums[k]).float().reshape(()) for k in keys])
+        stacked = torch.stack([torch.as_tensor(sums[k], device=device).float().reshape(()) for k in keys])
         return dict(zip(keys, self.mean(stacked)))
 
     def gather(self, obj: Any) -> list[Any] | None:

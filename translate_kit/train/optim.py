@@ -118,6 +118,14 @@ class EMA:
         ]
 
     @torch.no_grad()
+    def reset(self) -> None:
+        """Start the averages afresh from the networks' current weights (after loading a checkpoint
+        that kept none)."""
+        for avg_params, live_params, avg_buffers, live_buffers in self._pairs:
+            for avg, live in zip([*avg_params, *avg_buffers], [*live_params, *live_buffers]):
+                avg.copy_(live)
+
+    @torch.no_grad()
     def update(self) -> None:
         for avg_params, live_params, avg_buffers, live_buffers in self._pairs:
             if avg_params:

@@ -80,6 +80,11 @@ class RunFolder:
             raise RunFolderError(f"Cannot create the run folder {self.path}: {exc.strerror or exc}.") from None
         self._take_lock()
 
+    def hold(self, *, lock: bool = True) -> None:
+        """Take the lock again if this object gave it back (a second `fit` of one trainer)."""
+        if lock and self._lock is None:
+            self._take_lock()
+
     def _take_lock(self) -> None:
         try:
             import fcntl

@@ -41,7 +41,7 @@ from translate_kit.train import distributed as ddp
 from translate_kit.train.distributed import Distributed
 from translate_kit.train.optim import EMA, build_optimizers, linear_decay
 from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
-from translate_kit.train.signals import stop_on_signal
+from translate_kit.train.signals import StopSignal
 from translate_kit.train.step import StepRunner
 
 __all__ = ["TrainState", "Trainer"]
@@ -70,11 +70,9 @@ class Trainer:
         run_dir: the run folder (default `<run.dir>/<run.name>`).
         resume: continue from the newest checkpoint in `run_dir`.
         overwrite: delete an existing run folder and start over.
-        checkpoint: with `resume`, the (path, contents) of that checkpoint when the caller has
-            already loaded it.
-        distributed: this process's place among several training processes (torchrun); by
-            default the initialised process group's, or a single process. `train.batch_size` is
-            the global batch: each rank trains on `batch_size / world_size` images per step.
+        checkpoint: with `resume`, the (path, contents) of that checkpoint, if already loaded.
+        distributed: this process's place among several (torchrun); default: the initialised
+            process group's, or one process. Each rank trains on `batch_size / world_size` images.
     """
 
     def __init__(
@@ -100,7 +98,7 @@ class Trainer:
         self.state = TrainState()
         self.history: list[dict[str, float]] = []
         self.stop_requested = False  # agreed by every rank after each step
-        self._stop_signal = False  # this process got SIGINT/SIGTERM
+        self.stop_signal = StopSignal(self.console)  # this process got SIGINT/SIGTERM
         self.resumed_from: Path | None = None
         self._reset_log_window()
         self.rank_batch_size = ddp.rank_batch_size(recipe.train.batch_size, self.dist, where=recipe.where("train"))
@@ -182,11 +180,12 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until the recipe's epochs (or `train.max_steps`) are done; return the logged records."""
         train = self.recipe.train
-        self._hook("translate_kit_run_start")
+        self.folder.hold(lock=self.dist.is_main)  # again, after an earlier fit() gave it back
         status = "failed"
-        with make_progress(self.console) as progress, stop_on_signal(self._request_stop):
+        with make_progress(self.console) as progress, self.stop_signal.watching():
             task = progress.add_task("train", total=self.total_steps, completed=self.state.step, stats="")
             try:
+                self._hook("translate_kit_run_start")
                 while self.state.epoch < self.total_epochs and not self._finished():
                     epoch = self.state.epoch
                     progress.update(task, description=f"epoch {epoch + 1}/{self.total_epochs}")
@@ -196,7 +195,8 @@ class Trainer:
                     for scheduler in self.schedulers.values():
                         scheduler.step()
                     self.state.epoch, self.state.epoch_step = epoch + 1, 0
-                    means = {k: float(v) / max(epoch_count, 1) for k, v in self.dist.mean_of(epoch_sums).items()}
+                    sums = self.dist.mean_of(self.device, epoch_sums)
+                    means = {k: float(v) / max(epoch_count, 1) for k, v in sums.items()}
                     if (epoch + 1) % train.sample_every == 0 or self.state.epoch == self.total_epochs:
                         self.write_samples(epoch + 1)
                     self._hook("translate_kit_epoch_end", epoch=epoch, scalars=means)
@@ -209,8 +209,12 @@ class Trainer:
                 status = "interrupted" if self.stop_requested else "completed"
             finally:
                 self._hook("translate_kit_run_end", status=status)
-                self.folder.release()
+                self.close()
         return self.history
+
+    def close(self) -> None:
+        """Give the run folder's lock back (`fit` does at its end; so does the process's end)."""
+        self.folder.release()
 
     def _train_epoch(self, progress: Any, task: Any) -> tuple[dict[str, torch.Tensor], int]:
         """Train the rest of the epoch in progress; return the sums of its logged scalars and their count."""
@@ -236,15 +240,10 @@ class Trainer:
                 progress.update(task, stats=format_stats(self._flush_log()))
             # A stop signal arrives at one rank's own moment; all ranks must stop after the same
             # step, or the others would wait in the next gradient all-reduce: agree on it.
-            self.stop_requested = self.stop_requested or self.dist.any(self._stop_signal)
+            self.stop_requested = self.stop_requested or self.dist.any(self.stop_signal.received)
             if self._finished():
                 break
         return sums, count
-
-    def _request_stop(self) -> None:
-        self._stop_signal = True  # acted on after the step, on every rank at once
-        if self.console is not None:
-            self.console.print("[yellow]Stopping after this step and saving a checkpoint (press Ctrl-C again to abort).")
 
     def _finished(self) -> bool:
         max_steps = self.recipe.train.max_steps
@@ -274,7 +273,8 @@ class Trainer:
             return {}
         elapsed = max(time.perf_counter() - self._log_time, 1e-9)
         record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
-        record.update({k: float(v) / self._log_count for k, v in self.dist.mean_of(self._log_sums).items()})
+        sums = self.dist.mean_of(self.device, self._log_sums)
+        record.update({k: float(v) / self._log_count for k, v in sums.items()})
         first = next(iter(self.optimizers.values()), None)
         record["lr"] = first.param_groups[0]["lr"] if first is not None else 0.0
         # batch_size is the global batch: this is the whole job's speed, not one rank's.
@@ -409,8 +409,10 @@ class Trainer:
                 optimizer.load_state_dict(saved["optimizers"][group])
             for group, scheduler in self.schedulers.items():
                 scheduler.load_state_dict(saved["schedulers"][group])
-            if self.ema is not None and saved.get("ema"):  # else the averages start from the weights
+            if self.ema is not None and saved.get("ema"):
                 self.ema.load_state_dict(saved["ema"])
+            elif self.ema is not None:  # a run that kept none: the averages start from the loaded weights
+                self.ema.reset()
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(
