@@ -41,6 +41,7 @@ __all__ = [
     "hinge",
     "l1",
     "lsgan",
+    "mse",
     "vanilla",
     "wgangp",
 ]
@@ -268,3 +269,9 @@ def wgangp(*, gp_weight: float = 10.0) -> GANLoss:
 def l1() -> nn.L1Loss:
     """Mean absolute error, for methods that take a reconstruction loss by name."""
     return nn.L1Loss()
+
+
+@register_loss()
+def mse() -> nn.MSELoss:
+    """Mean squared error (SRResNet's pixel loss; PSNR-oriented training)."""
+    return nn.MSELoss()

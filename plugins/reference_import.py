@@ -6,16 +6,25 @@ saves each network as a bare state dict, `<epoch>_net_G.pth` and `<epoch>_net_D.
 one ordinary translate-kit checkpoint (recipe + weights) that `tkit translate`, `tkit eval` and
 `translate_kit.inference.Translator.from_checkpoint` take unchanged. How a file's architecture is
 read from its keys, and how its keys map onto translate-kit's networks, is `reference_layouts`.
+
+Other single-file layouts come from plugins, as components of the kind "weight_format": a factory
+registered with `@register("weight_format")` returns a `WeightFormat`, which says whether it
+recognises a loaded file and turns it into recipe tables and state dicts (`ImportedWeights`).
+`tkit convert` asks every registered format about a SOURCE file before reading it as a reference
+pix2pix/CycleGAN network; the format that recognises it is used, and `import_weights` builds and
+checks the checkpoint, as `convert` does for the reference networks. translate-kit's own formats
+(ESRGAN's and BasicSR / Real-ESRGAN's super-resolution networks) are in `sr_import`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Protocol, cast
 
 import typer
 from translate_kit_plugins.reference_layouts import (
@@ -23,15 +32,18 @@ from translate_kit_plugins.reference_layouts import (
     NormName,
     check_channels,
     check_norm,
+    detect,
     detect_file,
     dropout_for,
     find_reference_files,
+    load_reference_state_dict,
     remap_state_dict,
     same_architecture,
 )
 
 from translate_kit.api import (
     CheckpointError,
+    PluginError,
     Recipe,
     Registry,
     TranslateKitError,
@@ -45,7 +57,21 @@ from translate_kit.api import (
     session,
 )
 
-__all__ = ["Conversion", "convert", "save_conversion", "translate_kit_add_commands"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Conversion",
+    "ImportedWeights",
+    "RecognisedWeights",
+    "WeightConversion",
+    "WeightFormat",
+    "convert",
+    "import_weights",
+    "recognise_weights",
+    "save_conversion",
+    "translate_kit_add_commands",
+]
 
 
 @dataclass
@@ -210,7 +236,224 @@ def convert(
     return Conversion(checkpoint, recipe, method, converted, fresh, notes)
 
 
-def save_conversion(conversion: Conversion, output: Path, *, overwrite: bool = False) -> Path:
+# ------------------------------------------------------------------------------------------------
+# Other weight formats (components of the kind "weight_format")
+
+
+@dataclass(frozen=True)
+class ImportedWeights:
+    """What a `WeightFormat` read from a file: a recipe and the weights of the networks it builds.
+
+    Attributes:
+        recipe: the complete recipe tables (run, data, method, component tables), as a TOML file
+            would give them; `import_weights` validates them and builds the method.
+        nets: network name (the method's, e.g. "G") -> state dict in that network's own keys;
+            every key must fit (`load_state_dict(strict=True)`). Networks left out keep a fresh,
+            seeded initialisation and are reported as such.
+        described: network name -> one line on what was read, e.g. "RRDBNet x4, nf 64, 23 blocks".
+        notes: what the weights could not tell or what was chosen among several, in words.
+    """
+
+    recipe: dict[str, Any]
+    nets: dict[str, dict[str, torch.Tensor]]
+    described: dict[str, str]
+    notes: tuple[str, ...] = ()
+
+
+class WeightFormat(Protocol):
+    """A single-file weight layout that `tkit convert` reads: what a "weight_format" factory returns.
+
+    A plugin registers a factory without options, e.g.
+    `@register("weight_format") def my_format() -> MyFormat: return MyFormat()`; its name is
+    the format's name in messages.
+
+    Attributes:
+        summary: one phrase naming the files and their marker keys, for the message about a file no
+            format recognises, e.g. "ESRGAN's RRDBNet files (keys model.0.weight, model.1.sub.N...)".
+    """
+
+    summary: str
+
+    def recognises(self, weights: Mapping[str, Any]) -> bool:
+        """Whether the loaded file claims to be of this format (its marker keys). Cheap; never raises.
+
+        Recognise liberally: a file that claims the format but does not fit it should reach
+        `convert`, whose error names what is wrong, rather than fall through to other layouts.
+        """
+        ...
+
+    def convert(self, weights: Mapping[str, Any], *, source: Path, data_root: str, run_name: str) -> ImportedWeights:
+        """Read the architecture from `weights` and rename them onto translate-kit's networks.
+
+        Args:
+            weights: the object `torch.load(source, weights_only=True)` returned.
+            source: the file, for messages.
+            data_root: `data.root` of the recipe.
+            run_name: `run.name` of the recipe.
+
+        Raises:
+            CheckpointError: the file claims the format but does not fit it; the message names
+                `source`, what was found and what is expected.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class RecognisedWeights:
+    """A loaded file and the one weight format that recognises it (`recognise_weights`)."""
+
+    source: Path
+    format_name: str
+    format: WeightFormat
+    weights: Mapping[str, Any]
+
+
+@dataclass
+class WeightConversion:
+    """The result of `import_weights`: a checkpoint ready to save (`save_conversion`), and what was read.
+
+    Attributes:
+        checkpoint: the translate-kit checkpoint dict.
+        recipe: the validated recipe stored in it.
+        format_name: the weight format that read the file.
+        imported: what the format returned.
+        fresh: networks of the method the file holds no weights for.
+    """
+
+    checkpoint: dict[str, Any]
+    recipe: Recipe
+    format_name: str
+    imported: ImportedWeights
+    fresh: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return str(self.recipe.components["method"]["name"])
+
+
+def _weight_formats(registry: Registry) -> dict[str, WeightFormat]:
+    return {name: registry.create("weight_format", name) for name in registry.names("weight_format")}
+
+
+def _read_weights(path: Path) -> Mapping[str, Any] | None:
+    """The file as `torch.load(weights_only=True)` gives it, or None when that is not a dict of a
+    foreign format (unreadable, not a dict, a translate-kit checkpoint): the reference path reads
+    the file again and says what is wrong with it."""
+    import torch
+
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many types for corrupt or foreign files
+        return None
+    if not isinstance(weights, Mapping) or weights.get("format") == "translate-kit/checkpoint":
+        return None
+    return weights
+
+
+def recognise_weights(source: Path, registry: Registry) -> RecognisedWeights | None:
+    """Load `source` and find the registered weight format that recognises it.
+
+    Returns:
+        The file and its format, or None when no format recognises it (or it cannot be loaded as
+        a dict): then it is read as a reference pix2pix/CycleGAN network.
+
+    Raises:
+        CheckpointError: two formats recognise the file (two plugins claim the same layout).
+    """
+    formats = _weight_formats(registry)
+    if not formats or not Path(source).is_file():
+        return None
+    weights = _read_weights(Path(source))
+    if weights is None:
+        return None
+    matches = [name for name, fmt in formats.items() if fmt.recognises(weights)]
+    if len(matches) > 1:
+        plugins = ", ".join(f"{name!r} (plugin {registry.get('weight_format', name).plugin!r})" for name in matches)
+        raise CheckpointError(
+            f"{source} is recognised by several weight formats: {plugins}; each claims its keys, so which one "
+            "reads it is ambiguous. Disable one plugin with TRANSLATE_KIT_DISABLE_PLUGINS=<name>."
+        )
+    if not matches:
+        return None
+    return RecognisedWeights(Path(source), matches[0], formats[matches[0]], weights)
+
+
+def _no_format_fits(source: Path, registry: Registry) -> str:
+    """The sentence added to a reference-path error about a file no layout at all recognises."""
+    formats = _weight_formats(registry)
+    if not formats or _read_weights(source) is None:  # unreadable: the error says so, the formats are beside the point
+        return ""
+    try:
+        detect(load_reference_state_dict(source), source)
+    except CheckpointError:  # not a reference network either: name the other formats too
+        summaries = "; ".join(f"{name}: {fmt.summary}" for name, fmt in formats.items())
+        return f" Nor is it in one of the other weight formats tkit convert reads ({summaries})."
+    return ""
+
+
+def import_weights(
+    recognised: RecognisedWeights,
+    *,
+    data_root: str = "data",
+    run_name: str = "converted",
+    registry: Registry | None = None,
+) -> WeightConversion:
+    """Convert a recognised weight file into a translate-kit checkpoint (not yet written).
+
+    The format reads the architecture and renames the weights; this builds the recipe's method
+    (seeded, so networks without weights are repeatable), loads the weights strictly and makes
+    the checkpoint, so every format's result is checked the same way.
+
+    Args:
+        recognised: the file and its format (`recognise_weights`).
+        data_root: `data.root` of the recipe.
+        run_name: `run.name` of the recipe.
+        registry: the components to build with (default: all installed plugins).
+
+    Raises:
+        CheckpointError: the file does not fit its format, or its network does not build.
+        PluginError: the format returned weights that do not fit the network its own recipe builds.
+    """
+    import torch
+
+    if registry is None:
+        registry = Registry.from_plugin_manager(get_plugin_manager())
+    source, name = recognised.source, recognised.format_name
+    imported = recognised.format.convert(recognised.weights, source=source, data_root=data_root, run_name=run_name)
+    try:
+        recipe = load_recipe(imported.recipe, registry=registry)
+        recipe = dataclasses.replace(recipe, source=f"the recipe converted from {source}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.run.seed)
+            built = build_method(recipe, registry)
+    except TranslateKitError as exc:
+        raise CheckpointError(f"The network read from {source} (weight format {name}) does not build: {exc}") from None
+    for net_name, state in imported.nets.items():
+        if net_name not in built.nets:
+            raise PluginError(
+                f"Weight format {name!r} gave weights for network {net_name!r}, but method "
+                f"{recipe.components['method']['name']!r} has only {', '.join(built.nets)}."
+            )
+        try:
+            built.nets[net_name].load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = " ".join(str(exc).split())[:400]
+            raise PluginError(
+                f"Weight format {name!r} read {source} but its weights for {net_name} do not fit the network its "
+                f"own recipe builds: {first}"
+            ) from None
+    checkpoint = checkpoint_dict(
+        recipe.to_dict(),
+        {net_name: net.state_dict() for net_name, net in built.nets.items()},
+        method_state=built.extra_state(),
+        state={"epoch": 0, "epoch_step": 0, "step": 0, "nonfinite_total": 0, "nonfinite_in_row": 0},
+        training={"converted_from": str(source)},
+    )
+    fresh = [net_name for net_name in built.nets if net_name not in imported.nets]
+    return WeightConversion(checkpoint, recipe, name, imported, fresh)
+
+
+def save_conversion(conversion: Conversion | WeightConversion, output: Path, *, overwrite: bool = False) -> Path:
     """Write the converted checkpoint atomically; refuse to replace a file unless `overwrite`."""
     output = Path(output)
     if output.is_dir():
@@ -250,8 +493,10 @@ def convert_command(
     source: Annotated[
         Path,
         typer.Argument(
-            help="A reference generator file (latest_net_G.pth; latest_net_G_A.pth with --G-B), or a reference "
-            "checkpoint folder (checkpoints/NAME) holding <epoch>_net_G.pth [+ _D], or _G_A, _G_B [+ _D_A, _D_B].",
+            help="A reference generator file (latest_net_G.pth; latest_net_G_A.pth with --G-B), a reference "
+            "checkpoint folder (checkpoints/NAME) holding <epoch>_net_G.pth [+ _D], or _G_A, _G_B [+ _D_A, _D_B]; "
+            "or one weight file of another format a plugin reads (kind weight_format in tkit plugins list), such "
+            "as ESRGAN's RRDB_ESRGAN_x4.pth or BasicSR / Real-ESRGAN's RealESRGAN_x4plus.pth.",
             show_default=False,
         ),
     ],
@@ -262,37 +507,40 @@ def convert_command(
     ],
     d: Annotated[
         Optional[Path],
-        typer.Option("--D", "--D-A", help="The reference discriminator (pix2pix's D, CycleGAN's D_A).",
+        typer.Option("--D", "--D-A", help="pix2pix/CycleGAN: the reference discriminator (pix2pix's D, CycleGAN's "
+                     "D_A).",
                      show_default=False),
     ] = None,
     g_b: Annotated[
         Optional[Path],
-        typer.Option("--G-B", help="CycleGAN's G_B (B -> A); with it SOURCE is G_A and the method is cyclegan.",
+        typer.Option("--G-B", help="CycleGAN: G_B (B -> A); with it SOURCE is G_A and the method is cyclegan.",
                      show_default=False),
     ] = None,
     d_b: Annotated[
-        Optional[Path], typer.Option("--D-B", help="CycleGAN's D_B (judges A images).", show_default=False)
+        Optional[Path], typer.Option("--D-B", help="CycleGAN: D_B (judges A images).", show_default=False)
     ] = None,
-    epoch: Annotated[str, typer.Option(help="With a folder SOURCE: convert <EPOCH>_net_*.pth.")] = "latest",
+    epoch: Annotated[str, typer.Option(help="pix2pix/CycleGAN, with a folder SOURCE: convert <EPOCH>_net_*.pth.")
+    ] = "latest",
     norm: Annotated[
         _Norm,
-        typer.Option(help="auto: read from the weights (always possible). Otherwise a check: fail unless the "
-                     "weights are of this norm."),
+        typer.Option(help="pix2pix/CycleGAN: auto reads the norm from the weights (always possible); otherwise a "
+                     "check: fail unless the weights are of this norm."),
     ] = _Norm.auto,
     dropout: Annotated[
         Optional[bool],
-        typer.Option("--dropout/--no-dropout", help="Generator dropout. Default: read from ResNet weights; for a U-Net "
-                     "the reference's default (pix2pix on, CycleGAN off).", show_default=False),
+        typer.Option("--dropout/--no-dropout", help="pix2pix/CycleGAN: generator dropout. Default: read from ResNet "
+                     "weights; for a U-Net the reference's default (pix2pix on, CycleGAN off).", show_default=False),
     ] = None,
     data_root: Annotated[
         str, typer.Option(help="data.root of the written recipe (for tkit eval or training).")
     ] = "data",
     direction: Annotated[
-        _Direction, typer.Option(help="data.direction of the written recipe (the reference's --direction).")
+        _Direction, typer.Option(help="pix2pix: data.direction of the written recipe (the reference's --direction).")
     ] = _Direction.AtoB,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Convert reference pix2pix/CycleGAN checkpoints (*_net_G.pth ...) into a translate-kit checkpoint.
+    """Convert reference pix2pix/CycleGAN checkpoints (*_net_G.pth ...), or a weight file of another format
+    (ESRGAN, BasicSR / Real-ESRGAN super-resolution networks), into a translate-kit checkpoint.
 
     The architecture is read from the weights; the result works with tkit translate and tkit eval.
     """
@@ -309,12 +557,44 @@ def convert_command(
         d_b = d_b or found.get("D_B")
     if output.exists() and not overwrite:  # before the work, so a typo costs nothing
         raise CheckpointError(f"{output} exists; pass --overwrite to replace it, or choose another OUTPUT.")
-    conversion = convert(
-        g_a, discriminator=d, generator_b=g_b, discriminator_b=d_b,
-        norm=None if norm is _Norm.auto else cast(NormName, norm.value), dropout=dropout, data_root=data_root,
-        direction=cast(Literal["AtoB", "BtoA"], direction.value), run_name=_run_name(output), converted_from=source,
-        registry=session(ctx).registry,
-    )
+    registry = session(ctx).registry
+    recognised = None if source.is_dir() else recognise_weights(source, registry)
+    if recognised is not None:
+        given = {"--D": d is not None, "--G-B": g_b is not None, "--D-B": d_b is not None,
+                 "--epoch": epoch != "latest", "--norm": norm is not _Norm.auto, "--dropout": dropout is not None,
+                 "--direction": direction is not _Direction.AtoB}
+        refused = [option for option, used in given.items() if used]
+        if refused:
+            raise CheckpointError(
+                f"{source} is a file of weight format {recognised.format_name} ({recognised.format.summary}); "
+                f"{'option' if len(refused) == 1 else 'options'} {', '.join(refused)} "
+                f"{'is' if len(refused) == 1 else 'are'} for reference pix2pix/CycleGAN checkpoints only. Leave "
+                f"{'it' if len(refused) == 1 else 'them'} out."
+            )
+        imported = import_weights(recognised, data_root=data_root, run_name=_run_name(output), registry=registry)
+        save_conversion(imported, output, overwrite=overwrite)
+        console.print(f"Converted to [bold]{escape(str(output))}[/] (method {imported.method}, step 0; weight "
+                      f"format {imported.format_name}):")
+        for name, line in imported.imported.described.items():
+            console.print(f"  {name:<4} <- {escape(str(source))}: {escape(line)}")
+        for name in imported.fresh:
+            console.print(f"  {name:<4} not in the file: freshly initialised; train it before relying on it.")
+        for note in imported.imported.notes:
+            console.print(f"  [yellow]Note:[/] {escape(note)}")
+        console.print(f"Translate with: tkit translate {escape(str(output))} IMAGES --out DIR")
+        return
+    try:
+        conversion = convert(
+            g_a, discriminator=d, generator_b=g_b, discriminator_b=d_b,
+            norm=None if norm is _Norm.auto else cast(NormName, norm.value), dropout=dropout, data_root=data_root,
+            direction=cast(Literal["AtoB", "BtoA"], direction.value), run_name=_run_name(output),
+            converted_from=source, registry=registry,
+        )
+    except CheckpointError as exc:
+        hint = _no_format_fits(source, registry) if source.is_file() else ""
+        if not hint:
+            raise
+        raise CheckpointError(f"{exc}{hint}") from None
     save_conversion(conversion, output, overwrite=overwrite)
 
     console.print(f"Converted to [bold]{escape(str(output))}[/] (method {conversion.method}, step 0):")

@@ -4,6 +4,10 @@ third-party plugin would build it, with no change to the core:
 - a toy x2 super-resolution method: its items carry one high-resolution image, which the method
   degrades on the device itself (`prepare_batch`), and its output is twice its input's size
   (`Upscaling`), so translation, tiling, evaluation and export must all follow the scale;
+- a toy x2 method evaluated as super-resolution is: at the images' stored sizes (`load_size = 0`,
+  batches of differing sizes as lists), scored on the luma with a shaved border
+  (`eval_protocol`), with a grey original marked by its dataset, and an optional table
+  (`Parts.has`) of a component kind of its own;
 - a toy method with two learning rates and Adam(0, 0.9) per optimiser group (`optimizer_defaults`,
   overridable by `[train.optimizers.<group>]`), an extra encoder network of a component kind of its
   own built from an `[encoder]` table (`tables=`, `Parts.component`), two translate networks, and
@@ -29,6 +33,7 @@ from torch import nn
 
 from translate_kit.api import (
     BatchSpec,
+    EvalProtocol,
     GANLossName,
     Method,
     OptimizerSettings,
@@ -37,6 +42,7 @@ from translate_kit.api import (
     StepContext,
     frozen,
     register,
+    register_dataset,
     register_generator,
     register_method,
 )
@@ -100,6 +106,62 @@ class ToySR(Method):
 def toy_sr(parts: Parts, /) -> ToySR:
     """x2 super-resolution with an L1 loss (test family)."""
     return ToySR(parts.generator())
+
+
+class SizedImages(torch.utils.data.Dataset):
+    """High-resolution images of two sizes; the second is marked as a grey original."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.items = [
+            {"B": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8), "name": name, "grey": grey}
+            for (h, w), name, grey in (((40, 36), "a", False), ((34, 46), "b", True))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+@register_dataset()
+def toy_sized(*, root: str, split: str = "test") -> SizedImages:
+    """Two images of different sizes (test family)."""
+    return SizedImages()
+
+
+@register("toy_blur")
+def toy_box_blur() -> nn.Module:
+    """A 3x3 box blur applied to the high-resolution images before pooling (test family)."""
+    return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+
+class ToyStoredSR(ToySR):
+    """ToySR evaluated at stored sizes in luma, with an optional [blur] table."""
+
+    def __init__(self, generator: nn.Module, blur: nn.Module | None) -> None:
+        super().__init__(generator)
+        self.blur = blur
+        self.seen_lists = 0
+
+    def eval_protocol(self) -> EvalProtocol:
+        return EvalProtocol(resize=False, color="y", shave=2)
+
+    def prepare_batch(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
+        if spec.crop_size is not None:
+            return super().prepare_batch(batch, spec)
+        images = batch["B"] if isinstance(batch["B"], list) else list(batch["B"])
+        self.seen_lists += isinstance(batch["B"], list)
+        high = torch.stack([x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2] for x in images]).float() / 127.5 - 1
+        source = self.blur(high) if self.blur is not None else high
+        return {"A": F.avg_pool2d(source, 2), "B": high, "name": batch["name"]}
+
+
+@register_method(tables={"generator": "generator", "blur": "toy_blur"})
+def toy_stored_sr(parts: Parts, /) -> ToyStoredSR:
+    """x2 super-resolution evaluated at stored sizes (test family)."""
+    return ToyStoredSR(parts.generator(), parts.component("blur") if parts.has("blur") else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,6 +332,38 @@ def test_super_resolution_trains_resumes_translates_tiles_evaluates_and_exports(
     assert description["output"]["scale"] == 2 and description["nets"] == ["G"]
     exported = Translator.from_checkpoint(written[0], device="cpu", registry=toy_registry)
     assert torch.equal(exported(image), whole)
+
+
+def test_evaluation_at_stored_sizes_in_luma_with_grey_originals(toy_registry, tmp_path):
+    from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate
+    from translate_kit.eval.metrics import rgb_to_y
+    from translate_kit.inference import Translator
+
+    reports, translators = {}, {}
+    for blur in (False, True):
+        text = SR_RECIPE.replace('dataset = "aligned"', 'dataset = "toy_sized"').replace('direction = "BtoA"', "")
+        text = text.replace('name = "toy_sr"', 'name = "toy_stored_sr"')
+        text += '[blur]\nname = "toy_box_blur"\n' if blur else ""
+        recipe = write_recipe(tmp_path, text.replace("[data]", "[data]\nload_size = 0"), tmp_path)
+        translator = translators[blur] = Translator.from_recipe(recipe, registry=toy_registry, device="cpu")
+        assert (translator.method.blur is not None) == blur  # Parts.has
+        dataset = eval_dataset(translator.recipe, toy_registry, "test", resize=False)
+        reports[blur] = evaluate(translator, dataset, options=EvalOptions(split="test", batch_size=2), out_dir=None,
+                                 checkpoint="untrained")
+    report, translator = reports[False], translators[False]
+    assert report.protocol == {"resize": False, "color": "y", "shave": 2, "grey": ["b"]}
+    assert translator.method.seen_lists == 0  # stored sizes are evaluated one image at a time
+    # Each image's PSNR: Y of the output against Y of the target, 2 pixels shaved; "b" on its raw channel.
+    for row, item in zip(report.per_image, SizedImages().items):
+        high = item["B"][:, : item["B"].shape[1] // 2 * 2, : item["B"].shape[2] // 2 * 2]
+        with torch.no_grad():
+            out = translator(F.avg_pool2d(high[None].float(), 2)[0].round().to(torch.uint8))
+        grey = torch.tensor([item["grey"]])
+        y_out = rgb_to_y(out[None].double() / 255, grey=grey)[..., 2:-2, 2:-2]
+        y_ref = rgb_to_y(high[None].double() / 255, grey=grey)[..., 2:-2, 2:-2]
+        assert out.shape == high.shape and row["name"] == item["name"]
+        assert row["psnr"] == pytest.approx(-10 * math.log10((y_out - y_ref).square().mean().item()), abs=0.3)
+    assert reports[True].pixel["psnr"] != report.pixel["psnr"]  # the optional table was used
 
 
 def test_super_resolution_onnx_export_takes_any_size(toy_pm, toy_registry, tiny_facades, tmp_path):

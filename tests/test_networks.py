@@ -244,7 +244,7 @@ def test_factories_register_and_type_check():
             registry.add(factory, plugin=module.__name__)
     assert registry.names("generator") == ["unet", "unet_128", "unet_256"]
     assert registry.names("discriminator") == ["patchgan", "patchgan_16", "patchgan_286", "patchgan_70", "pixelgan"]
-    assert registry.names("loss") == ["hinge", "l1", "lsgan", "vanilla", "wgangp"]
+    assert registry.names("loss") == ["hinge", "l1", "lsgan", "mse", "vanilla", "wgangp"]
     net = registry.create("generator", "unet", num_downs=3, ngf=4, norm="instance")
     assert isinstance(net, UNetGenerator) and net.size_multiple == 8
     assert isinstance(registry.create("discriminator", "pixelgan", ndf=4), PixelDiscriminator)

@@ -11,7 +11,7 @@ Groups:
   `register_loss`, `register_dataset`, `register_method`, `register_segmenter`, and the option
   markers `ComponentRef`, `OptionsOf` (with the ready-made `GANLossName`, `LossOptions`);
 - hooks: `hookimpl`;
-- the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `Role`,
+- the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `EvalProtocol`, `Role`,
   `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `frozen`, `test_time`,
   `unwrap`;
 - the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
@@ -19,7 +19,8 @@ Groups:
 - data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
   `Palette`, `FACADES`, `decode_palette`, `decode_index_image`, `encode_palette`;
 - recipes, models and checkpoints (for commands such as `tkit convert`): `Recipe`, `load_recipe`,
-  `build_method`, `checkpoint_dict`, `atomic_save`, `get_plugin_manager`, `Registry`;
+  `build_method`, `checkpoint_dict`, `atomic_save`, `read_model`, `SavedModel`, `get_plugin_manager`,
+  `Registry`;
 - training and inference internals that tools time or reuse (`tkit bench`): `Trainer`,
   `make_loader`, `eval_copy`, `compiled_nets`, `keep_freed_memory`, `write_synth_facades`;
 - the command line: `cli_command`, `session`, `find_recipe`, `error_console`;
@@ -59,6 +60,7 @@ from translate_kit.hookspecs import hookimpl
 from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
 from translate_kit.method import (
     BatchSpec,
+    EvalProtocol,
     Geometry,
     Method,
     OptimizerSettings,
@@ -86,7 +88,7 @@ from translate_kit.registry import (
     register_method,
     register_segmenter,
 )
-from translate_kit.train.checkpoint import atomic_save, checkpoint_dict
+from translate_kit.train.checkpoint import SavedModel, atomic_save, checkpoint_dict, read_model
 from translate_kit.train.trainer import Trainer
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "CheckpointError",
     "ComponentRef",
     "DataError",
+    "EvalProtocol",
     "ExportError",
     "GANLossName",
     "Geometry",
@@ -119,6 +122,7 @@ __all__ = [
     "Registry",
     "Role",
     "RunFolderError",
+    "SavedModel",
     "SizeConstrained",
     "StepContext",
     "Trainer",
@@ -152,6 +156,7 @@ __all__ = [
     "make_loader",
     "make_norm",
     "read_image",
+    "read_model",
     "register",
     "register_dataset",
     "register_discriminator",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from translate_kit.adversarial import AdversarialLoss
-from translate_kit.errors import PluginError, RecipeError
+from translate_kit.errors import PluginError, RecipeError, TrainingError
 from translate_kit.method import ROLES, Method, net_geometry, unwrap
 
 if TYPE_CHECKING:
@@ -79,6 +79,9 @@ class RecipeParts:
 
     def component(self, table: str, **fixed: Any) -> Any:
         return self._build(table, {}, fixed)
+
+    def has(self, table: str) -> bool:
+        return table in self.recipe.components
 
     def _build(self, table_name: str, defaults: Mapping[str, Any], fixed: Mapping[str, Any]) -> Any:
         method = self.method_spec.name
@@ -167,13 +170,18 @@ def build_method(recipe: Recipe, registry: Registry) -> Method:
     return method
 
 
-def check_sizes(method: Method, recipe: Recipe) -> None:
+def check_sizes(method: Method, recipe: Recipe, *, training: bool = False) -> None:
     """Check `data.crop_size` against what the networks declare (`SizeConstrained`), now rather
-    than inside the first step.
+    than inside the first step; for `training`, also that the model has something to train.
 
     The crop is the target's size: translate networks see it divided by the method's scale (a
     ×4 super-resolution generator gets crop / 4), the others (discriminators) see it whole.
     """
+    if training and not any(p.requires_grad for p in method.nets.parameters()):
+        raise TrainingError(
+            f"{recipe.where('method')}: the model has no trainable parameters (a baseline such as bicubic "
+            f"upsampling), so there is nothing to train; score it with `tkit eval {recipe.source}`."
+        )
     crop = recipe.data.crop_size
     scale = method.geometry().scale
     where = recipe.where("data")

@@ -316,6 +316,22 @@ class Translator:
         translator.averaged = bool(use_ema and saved.ema) or saved.averaged
         return translator
 
+    @classmethod
+    def from_recipe(
+        cls, path: Path, *, registry: Registry, device: str = "auto", mode: Mode = "eval", **options: Any
+    ) -> Translator:
+        """A recipe's method with fresh weights (seeded by `run.seed`), for evaluating what needs no
+        training (a parameter-free baseline such as bicubic upsampling) or an untrained model.
+
+        Raises:
+            RecipeError: the recipe does not load or build.
+        """
+        recipe = load_recipe(path, registry=registry)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.run.seed)
+            method = build_method(recipe, registry)
+        return cls(method, recipe, device=device, mode=mode, **options)
+
     # ------------------------------------------------------------------------------------------
     # Translation
 

@@ -17,6 +17,8 @@ without the core knowing which it is, a method declares:
   tensors `training_step` takes, on the device. The default is pix2pix's paired jitter. After it,
   `batch["A"]` is the input of `translate` and `batch["B"]` its target: sample pages and
   benchmarks rely on these two keys;
+- **its evaluation**: `eval_protocol()` says whether `tkit eval` resizes images first and how it
+  scores them (RGB or luma, a shaved border);
 - **its geometry**: `geometry()` says how `translate` maps sizes (the output scale, 4 for a
   ×4 super-resolution model; the sizes the input may have), from the networks' own declarations
   (`SizeConstrained`, `Upscaling`) unless the method overrides it;
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchSpec",
+    "EvalProtocol",
     "Geometry",
     "Method",
     "OptimizerSettings",
@@ -133,12 +136,31 @@ def net_geometry(net: nn.Module) -> Geometry:
 
 
 @dataclass(frozen=True, slots=True)
+class EvalProtocol:
+    """How `tkit eval` presents a method's images and scores them (`Method.eval_protocol`).
+
+    Attributes:
+        resize: True: every image is resized to `data.crop_size` first, pix2pix's test-time
+            preprocessing; False: images keep their stored size and are evaluated one at a time
+            (`prepare_batch` then gets `spec.crop_size = None`), the super-resolution convention.
+        color: per-pixel metrics on every channel ("rgb") or on the luma ("y", ITU-R BT.601 as
+            MATLAB's `rgb2ycbcr`).
+        shave: pixels cut from every border before scoring (super-resolution: the scale).
+    """
+
+    resize: bool = True
+    color: Literal["rgb", "y"] = "rgb"
+    shave: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BatchSpec:
     """How the core wants a batch prepared (see `Method.prepare_batch`).
 
     Attributes:
         device: where the prepared tensors go.
-        crop_size: side of the square crops (the recipe's `data.crop_size`).
+        crop_size: side of the square crops (the recipe's `data.crop_size`); None: whole images
+            (evaluation at stored sizes, see `EvalProtocol.resize`).
         flip: random horizontal flips allowed (`data.flip`).
         channels_last: image tensors in channels-last memory format (the networks' format).
         train: True for a training step (random crop and flip); False for samples, evaluation and
@@ -146,7 +168,7 @@ class BatchSpec:
     """
 
     device: torch.device
-    crop_size: int
+    crop_size: int | None
     flip: bool = True
     channels_last: bool = False
     train: bool = True
@@ -217,6 +239,10 @@ class Method(nn.Module):
             )
         return self.nets[names[0]](x)
 
+    def eval_protocol(self) -> EvalProtocol:
+        """How `tkit eval` presents and scores this method's images (default: pix2pix's)."""
+        return EvalProtocol()
+
     def geometry(self) -> Geometry:
         """Sizes `translate` takes and gives: combined from its networks' declarations (the
         least common multiple of their size multiples, the largest minimum and scale). Override
@@ -268,6 +294,10 @@ class Parts(Protocol):
     def component(self, table: str, **fixed: Any) -> Any:
         """A new component from the recipe table `table`, of the kind the method's registration
         declares for it (`tables={...}`): an encoder, a flow network, a second discriminator."""
+
+    def has(self, table: str) -> bool:
+        """Whether the recipe holds the table: for components a method builds only when asked (a
+        discriminator for a GAN stage, a degradation pipeline)."""
 
     def loss(self, name: str, **options: Any) -> nn.Module:
         """A loss component by registry name."""

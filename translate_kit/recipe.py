@@ -64,7 +64,9 @@ class DataConfig:
     """[data]: which dataset, and how images are prepared. Other keys go to the dataset factory."""
 
     dataset: str = "aligned"  # registry name of the dataset component
-    load_size: int = 286  # images are resized to load_size x load_size once, when first decoded
+    # Images are resized to load_size x load_size once, when first decoded; 0 keeps each image's
+    # stored size (super-resolution crops patches of images of any size on the device).
+    load_size: int = 286
     crop_size: int = 256  # then randomly cropped on the device (the paper's jitter: 286 -> 256)
     flip: bool = True  # random horizontal flip, the same for input and target
     in_channels: int = 3  # input images are converted to this many channels (1 or 3)
@@ -106,6 +108,12 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (pix2pix: 0.5, 0.999)
     # Per optimiser group (the method's names, e.g. G and D): [train.optimizers.D] lr = 4e-4.
     optimizers: Mapping[str, OptimizerSettings] = field(default_factory=dict)
+    # The learning-rate schedule over the epochs: "linear" (pix2pix's: constant for `epochs`, then
+    # linear decay over `decay_epochs`), "cosine" (constant for `epochs`, then half a cosine to 0
+    # over `decay_epochs`), or "step" (multiplied by `gamma` at each epoch in `milestones`).
+    schedule: Literal["linear", "cosine", "step"] = "linear"
+    milestones: tuple[int, ...] = ()  # "step": epochs at which the rate is multiplied by gamma
+    gamma: float = 0.5  # "step": the factor
     # Exponential moving average of the translate networks' weights, updated after every step
     # (BasicSR and others use 0.999); samples, translate, eval and export use it. 0: off.
     ema_decay: float = 0.0
@@ -338,9 +346,9 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
     need(0 <= run.seed < 2**32, "run", "seed", run.seed, "an integer in [0, 2**32)")
     need(bool(run.name) and "/" not in run.name and run.name not in (".", ".."), "run", "name", run.name,
          "a folder name without '/'")
-    need(data.load_size > 0, "data", "load_size", data.load_size, "a positive integer")
-    need(0 < data.crop_size <= data.load_size, "data", "crop_size", data.crop_size,
-         f"a positive integer no larger than data.load_size ({data.load_size})")
+    need(data.load_size >= 0, "data", "load_size", data.load_size, "a positive integer, or 0 to keep stored sizes")
+    need(0 < data.crop_size and (data.load_size == 0 or data.crop_size <= data.load_size), "data", "crop_size",
+         data.crop_size, f"a positive integer no larger than data.load_size ({data.load_size})")
     need(data.in_channels in (1, 3), "data", "in_channels", data.in_channels, "1 or 3")
     need(data.out_channels in (1, 3), "data", "out_channels", data.out_channels, "1 or 3")
     need(data.num_workers >= 0, "data", "num_workers", data.num_workers, "0 or more")
@@ -356,6 +364,9 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
     need(train.max_nonfinite_steps >= 1, "train", "max_nonfinite_steps", train.max_nonfinite_steps, "1 or more")
     need(train.num_samples >= 0, "train", "num_samples", train.num_samples, "0 or more")
     need(0 <= train.ema_decay < 1, "train", "ema_decay", train.ema_decay, "a number in [0, 1) (0: no EMA)")
+    need(0 < train.gamma <= 1, "train", "gamma", train.gamma, "a number in (0, 1]")
+    need(list(train.milestones) == sorted(set(train.milestones)) and all(m > 0 for m in train.milestones), "train",
+         "milestones", list(train.milestones), "increasing positive epochs")
     for group, settings in train.optimizers.items():
         key = f"optimizers.{group}"
         if settings.lr is not None:

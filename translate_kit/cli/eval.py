@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,15 +16,28 @@ from translate_kit.progress import make_progress
 __all__ = ["eval_command"]
 
 
+class Color(str, Enum):
+    rgb = "rgb"
+    y = "y"
+
+
 @cli_command
 def eval_command(
     ctx: typer.Context,
-    checkpoint: Annotated[Path, typer.Argument(help="A run folder (its newest checkpoint) or a checkpoint file.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="A run folder (its newest checkpoint), a checkpoint file, or a recipe (.toml): its model "
+                       "untrained, for baselines without weights such as bicubic upsampling."),
+    ],
     segmenter: Annotated[
         Optional[Path],
         typer.Option(help="Run folder or checkpoint of a segmenter (recipe fcn_facades) for the FCN-score."),
     ] = None,
-    split: Annotated[str, typer.Option(help="Dataset split to evaluate.")] = "test",
+    split: Annotated[
+        Optional[str],
+        typer.Option(help="Dataset split to evaluate (default: test; for a recipe .toml, its data.split).",
+                     show_default=False),
+    ] = None,
     data_root: Annotated[
         Optional[str], typer.Option(help="Read the data from here instead of the run's data.root.")
     ] = None,
@@ -36,6 +50,16 @@ def eval_command(
     ] = 8,
     limit: Annotated[int, typer.Option(min=0, help="Evaluate only the first N images (0: all).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    color: Annotated[
+        Optional[Color],
+        typer.Option(help="Score every channel (rgb) or the luma (y, ITU-R BT.601); default: the method's protocol "
+                     "(y for super-resolution)."),
+    ] = None,
+    shave: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="Pixels cut from every border before scoring; default: the method's (the scale "
+                     "for super-resolution)."),
+    ] = None,
     ema: Annotated[
         bool,
         typer.Option("--ema/--no-ema", help="Use the moving averages of the weights when the run kept them "
@@ -55,37 +79,59 @@ def eval_command(
     """
     import dataclasses
 
-    from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate, write_eval_page, write_json
+    from translate_kit.eval.evaluate import (
+        EvalOptions,
+        describe_protocol,
+        eval_dataset,
+        evaluate,
+        write_eval_page,
+        write_json,
+    )
     from translate_kit.eval.evaluate import format_value as _fmt
     from translate_kit.inference import Translator
 
     state = session(ctx)
     console = Console()
-    translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode.value, seed=seed,
-                                            batch_size=batch_size, registry=state.registry, pm=state.pm, use_ema=ema)
+    if checkpoint.suffix == ".toml":
+        translator = Translator.from_recipe(checkpoint, registry=state.registry, device=device, mode=mode.value,
+                                            seed=seed, batch_size=batch_size)
+        trained = sum(p.numel() for p in translator.method.parameters() if p.requires_grad)
+        if trained:
+            console.print(f"[yellow]{checkpoint} is a recipe: its model has {trained:,} untrained parameters.")
+        run_dir = Path(translator.recipe.run.dir) / translator.recipe.run.name
+        split = split or translator.recipe.data.options.get("split", "test")
+    else:
+        translator = Translator.from_checkpoint(checkpoint, device=device, mode=mode.value, seed=seed,
+                                                batch_size=batch_size, registry=state.registry, pm=state.pm,
+                                                use_ema=ema)
+        run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        if run_dir.name == "checkpoints":
+            run_dir = run_dir.parent
+    protocol = translator.method.eval_protocol()
+    split = split or "test"
+    protocol = dataclasses.replace(protocol, color=color.value if color else protocol.color,
+                                   shave=protocol.shave if shave is None else shave)
     recipe = translator.recipe
     if data_root is not None:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,
                                                                                             "root": data_root}))
-    dataset = eval_dataset(recipe, state.registry, split)
+    dataset = eval_dataset(recipe, state.registry, split, resize=protocol.resize)
     seg = None
     if segmenter is not None:
         seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    if run_dir.name == "checkpoints":
-        run_dir = run_dir.parent
     out_dir = out if out is not None else run_dir / f"eval_{split}"
     options = EvalOptions(split=split, batch_size=batch_size, limit=limit, write_images=images)
     total = min(limit, len(dataset)) if limit else len(dataset)
     with make_progress(console) as progress:
         task = progress.add_task("eval", total=total, stats="")
         report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
-                          checkpoint=str(checkpoint), segmenter=seg,
+                          checkpoint=str(checkpoint), segmenter=seg, protocol=protocol,
                           on_batch=lambda done: progress.update(task, completed=done))
 
     from rich.table import Table
 
-    table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode.value} mode")
+    table = Table(title=f"{checkpoint}: {split} split, {report.images} images, {mode.value} mode; "
+                  f"{describe_protocol(report.protocol)}")
     for key in report.pixel:
         table.add_column(key, justify="right")
     table.add_row(*(_fmt(v) for v in report.pixel.values()))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from translate_kit.errors import DataError
+
 if TYPE_CHECKING:
     from translate_kit.method import BatchSpec
 
@@ -69,8 +71,6 @@ class PairedJitter:
         [-1, 1], jittered (`spec.train`) or centre-cropped, in the networks' memory format."""
         missing = [key for key in self.keys if key not in batch]
         if missing:
-            from translate_kit.errors import DataError
-
             raise DataError(
                 f"The dataset's items have no {', '.join(missing)} image(s) (they have "
                 f"{', '.join(map(str, batch))}); this method prepares paired images ({', '.join(self.keys)}). Use a "
@@ -78,10 +78,15 @@ class PairedJitter:
             )
         out = dict(batch)
         for key in self.keys:
+            if isinstance(batch[key], list):  # images of different sizes (load_size = 0)
+                raise DataError(
+                    f"The {key} images of a batch differ in size; paired jitter needs one size: set data.load_size, "
+                    "or use a method whose prepare_batch crops images of any size."
+                )
             out[key] = to_unit_range(batch[key].to(spec.device, non_blocking=True))
         if spec.train:
             out = self(out)
-        else:
+        elif spec.crop_size is not None:
             out.update((key, centre_crop(out[key], self.crop_size)) for key in self.keys)
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         for key in self.keys:

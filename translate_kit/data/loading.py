@@ -25,11 +25,19 @@ if TYPE_CHECKING:
     from translate_kit.registry import Registry
     from translate_kit.train.distributed import Distributed
 
-__all__ = ["EpochSampler", "PreparedDataset", "TrainingData", "build_dataset", "make_loader", "training_data"]
+__all__ = [
+    "EpochSampler",
+    "PreparedDataset",
+    "TrainingData",
+    "build_dataset",
+    "collate_items",
+    "make_loader",
+    "training_data",
+]
 
 
 def _resize(image: torch.Tensor, size: int, *, labels: bool = False) -> torch.Tensor:
-    if image.shape[-2:] == (size, size):
+    if size == 0 or image.shape[-2:] == (size, size):  # 0: keep the stored size
         return image
     from torchvision.transforms.v2 import functional as F
 
@@ -48,7 +56,7 @@ class PreparedDataset(Dataset):
             to their channel count); the keys the dataset lists in its attribute `label_keys`
             are label maps (resized with nearest neighbour, never blended); every other entry
             (a clip's frame count, a domain label) passes through as the dataset made it.
-        load_size: square side images are resized to.
+        load_size: square side images are resized to; 0 keeps each image's stored size.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
         on_error: what an item that cannot be read does (`data.on_error`): "fail" raises its
@@ -213,13 +221,36 @@ class EpochSampler(Sampler[int]):
         return self.shard_size() - self.start
 
 
+def collate_items(items: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch items: tensors of one shape are stacked, as torch's default collate does; tensors
+    whose shapes differ (images kept at their stored sizes, `load_size = 0`) stay a list, for the
+    method's `prepare_batch` to crop; anything else becomes a list.
+
+    Example:
+        >>> batch = collate_items([{"B": torch.zeros(3, 4, 4), "name": "a"}, {"B": torch.zeros(3, 6, 4), "name": "b"}])
+        >>> [tuple(t.shape) for t in batch["B"]], batch["name"]
+        ([(3, 4, 4), (3, 6, 4)], ['a', 'b'])
+    """
+    from torch.utils.data import default_collate
+
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if isinstance(values[0], torch.Tensor) and len({tuple(v.shape) for v in values}) > 1:
+            out[key] = values
+        else:
+            out[key] = default_collate(values)
+    return out
+
+
 def make_loader(
     dataset: PreparedDataset, sampler: EpochSampler, *, batch_size: int, num_workers: int, pin_memory: bool
 ) -> DataLoader:
     """A DataLoader over `dataset` in `sampler`'s order, dropping a last incomplete batch.
 
     Dropping keeps every step's batch the same size (batch statistics and CUDA graphs want that);
-    with batch size 1, nothing is dropped.
+    with batch size 1, nothing is dropped. Images of different sizes arrive as lists
+    (`collate_items`).
     """
     workers = 0 if dataset.cache is not None else num_workers
     return DataLoader(
@@ -229,6 +260,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         drop_last=True,
+        collate_fn=collate_items,
         persistent_workers=workers > 0,
         # A private generator: creating an iterator must not consume the global RNG, or a resumed
         # run's dropout and jitter would drift from the uninterrupted run's.

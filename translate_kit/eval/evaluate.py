@@ -25,14 +25,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from translate_kit.data.jitter import from_unit_range, to_unit_range
-from translate_kit.data.loading import PreparedDataset, build_dataset
+from translate_kit.data.loading import PreparedDataset, build_dataset, collate_items
 from translate_kit.errors import DataError, RecipeError
 from translate_kit.eval.labels import encode_palette
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
-from translate_kit.method import BatchSpec, PixelClassifier, test_time
+from translate_kit.method import BatchSpec, EvalProtocol, PixelClassifier, test_time
 from translate_kit.pages import save_png
 
-__all__ = ["EvalOptions", "EvalReport", "eval_dataset", "evaluate", "format_value", "write_eval_page", "write_json"]
+__all__ = [
+    "EvalOptions",
+    "EvalReport",
+    "describe_protocol",
+    "eval_dataset",
+    "evaluate",
+    "format_value",
+    "write_eval_page",
+    "write_json",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +49,7 @@ class EvalOptions:
     """What to evaluate and how."""
 
     split: str = "test"  # dataset split; the run's dataset factory must take a `split` option
-    batch_size: int = 8
+    batch_size: int = 8  # images per batch (1 when the method evaluates images at their stored size)
     limit: int = 0  # evaluate only the first N images; 0: all
     write_images: bool = True  # input/output/target PNGs for the page
 
@@ -54,6 +63,7 @@ class EvalReport:
     images: int
     mode: str
     pixel: dict[str, float]
+    protocol: dict[str, Any] = field(default_factory=dict)
     fcn: dict[str, Any] = field(default_factory=dict)
     per_image: list[dict[str, Any]] = field(default_factory=list)
 
@@ -63,16 +73,17 @@ class EvalReport:
             "split": self.split,
             "images": self.images,
             "mode": self.mode,
+            "protocol": self.protocol,
             "pixel": self.pixel,
             "fcn": self.fcn,
             "per_image": self.per_image,
         }
 
 
-def eval_dataset(recipe: Any, registry: Any, split: str) -> PreparedDataset:
-    """The run's dataset on another split, at test-time size (load_size = crop_size, no jitter).
-
-    This is the reference's test-time preprocessing: images resized to crop_size, never cropped.
+def eval_dataset(recipe: Any, registry: Any, split: str, *, resize: bool = True) -> PreparedDataset:
+    """The run's dataset on another split, at test-time size: images resized to crop_size, never
+    cropped (the reference's test-time preprocessing), or with `resize=False` at their stored size
+    (`EvalProtocol.resize`).
     """
     data = recipe.data
     spec = registry.get("dataset", data.dataset)
@@ -81,7 +92,7 @@ def eval_dataset(recipe: Any, registry: Any, split: str) -> PreparedDataset:
             f"Dataset {data.dataset!r} has no 'split' option, so `tkit eval --split` cannot choose images; "
             "evaluate with a dataset that has splits (aligned, paired)."
         )
-    return build_dataset(recipe, registry, split=split, load_size=data.crop_size, cache=False)
+    return build_dataset(recipe, registry, split=split, load_size=data.crop_size if resize else 0, cache=False)
 
 
 def _per_image_accuracy(pred: torch.Tensor, true: torch.Tensor) -> list[float]:
@@ -101,43 +112,57 @@ def evaluate(
     checkpoint: str,
     segmenter: Any | None = None,
     on_batch: Callable[[int], None] | None = None,
+    protocol: EvalProtocol | None = None,
 ) -> EvalReport:
     """Translate `dataset` with `translator` and score it.
 
     Args:
         translator: a `translate_kit.inference.Translator`.
-        dataset: pairs `{"A": input, "B": target, "name"}` as uint8, at the size to evaluate.
+        dataset: pairs `{"A": input, "B": target, "name"}` as uint8, at the size to evaluate, and
+            optionally `"grey"`: the target's original is a one-channel image (see `rgb_to_y`).
         options: split name (for the report), batch size, limit, whether to write images.
         out_dir: where images go (`images/`); None writes nothing.
         checkpoint: what is evaluated, for the report.
         segmenter: a Translator whose method is a `PixelClassifier`; None skips the FCN-score.
         on_batch: called with the number of images done after each batch.
+        protocol: how to present and score the images (default: the method's `eval_protocol()`).
     """
     count = len(dataset) if not options.limit else min(options.limit, len(dataset))
     if count == 0:
         raise DataError(f"The {options.split} split holds no image to evaluate.")
+    protocol = protocol if protocol is not None else translator.method.eval_protocol()
     subset = torch.utils.data.Subset(dataset, range(count))
-    loader = DataLoader(subset, batch_size=options.batch_size, shuffle=False, num_workers=0)
+    batch_size = options.batch_size if protocol.resize else 1  # stored sizes differ
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate_items)
     if segmenter is not None and not isinstance(segmenter.method, PixelClassifier):
         raise RecipeError(
             f"{segmenter.checkpoint} is not a segmenter run: its method labels no pixels (it is not a "
             "PixelClassifier). Train one with `tkit train fcn_facades`."
         )
-    pixel = PixelMetrics()
+    pixel = PixelMetrics(color=protocol.color, shave=protocol.shave)
     palette = segmenter.method.palette if segmenter is not None else None
-    crop = translator.recipe.data.crop_size
+    crop = translator.recipe.data.crop_size if protocol.resize else None
     spec = BatchSpec(torch.device("cpu"), crop, flip=False, train=False)
     if palette is not None:
         generated = ConfusionMatrix(palette.num_classes, class_names=palette.names)
         real = ConfusionMatrix(palette.num_classes, class_names=palette.names)
     rows: list[dict[str, Any]] = []
+    grey_names: list[str] = []
     done = 0
     for batch in loader:
         prepared = translator.method.prepare_batch(batch, spec)  # the method's inputs and targets, uint8 again
         inputs, targets = from_unit_range(prepared["A"]), from_unit_range(prepared["B"])
         # uint8, the inputs' size; first_index keeps paper mode's per-image seeds across batches.
         outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
-        values = pixel.update(outputs.double() / 255, targets.double() / 255)
+        if min(targets.shape[-2:]) <= 2 * protocol.shave:
+            raise DataError(
+                f"Image {batch['name'][0]} of the {options.split} split is {targets.shape[-1]}x{targets.shape[-2]} "
+                f"(WxH), too small to shave {protocol.shave} pixels from each border; lower --shave."
+            )
+        # A dataset may mark targets whose original file is one-channel ("grey"): scored as it is in Y.
+        values = pixel.update(outputs.double() / 255, targets.double() / 255, grey=batch.get("grey"))
+        if protocol.color == "y" and "grey" in batch:
+            grey_names += [name for name, grey in zip(batch["name"], batch["grey"]) if grey]
         metrics = [{k: v[i].item() for k, v in values.items()} for i in range(len(outputs))]
         extra: list[dict[str, Any]] = [{} for _ in outputs]
         if segmenter is not None:  # labels -> photo: the input is the label map, the target the photo
@@ -165,7 +190,8 @@ def evaluate(
     fcn: dict[str, Any] = {}
     if segmenter is not None:
         fcn = {"generated": generated.compute().to_dict(), "ground_truth": real.compute().to_dict()}
-    return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), fcn, rows)
+    described = {"resize": protocol.resize, "color": protocol.color, "shave": protocol.shave, "grey": grey_names}
+    return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), described, fcn, rows)
 
 
 def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -174,6 +200,21 @@ def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
     x = to_unit_range(images_uint8.to(segmenter.device))
     with test_time(segmenter.method, "eval"):
         return segmenter.method.classify(x).cpu()
+
+
+def describe_protocol(protocol: Mapping[str, Any]) -> str:
+    """The scoring convention in words, printed with every figure: "RGB" or "luma (Y)", the
+    shaved border, whether images kept their stored size, which images were scored as grey."""
+    if not protocol:
+        return "RGB"
+    words = "luma (Y)" if protocol.get("color") == "y" else "RGB"
+    if protocol.get("shave"):
+        words += f", {protocol['shave']} px shaved at the border"
+    if protocol.get("resize") is False:
+        words += ", images at their stored size"
+    if protocol.get("grey"):
+        words += f"; one-channel originals scored on their grey channel: {', '.join(protocol['grey'])}"
+    return words
 
 
 def format_value(value: Any) -> str:
@@ -200,7 +241,8 @@ def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
         "img{width:160px;image-rendering:pixelated}tr:nth-child(even){background:#fafafa}",
         "</style></head><body>",
         f"<h1>Evaluation: {html.escape(report.checkpoint)}</h1>",
-        f"<p>split {html.escape(report.split)}, {report.images} images, test-time mode {html.escape(report.mode)}</p>",
+        f"<p>split {html.escape(report.split)}, {report.images} images, test-time mode {html.escape(report.mode)}; "
+        f"{html.escape(describe_protocol(report.protocol))}</p>",
         "<h2>Per-pixel metrics (mean over images)</h2><table><tr>"
         + "".join(f"<th>{html.escape(k)}</th>" for k in report.pixel)
         + "</tr><tr>"

@@ -65,6 +65,7 @@ __all__ = [
     "l1",
     "mse",
     "psnr",
+    "rgb_to_y",
     "ssim",
 ]
 
@@ -307,6 +308,48 @@ class SSIM(nn.Module):
 # streaming accumulator of per-pixel metrics
 
 
+# ITU-R BT.601 luma for studio-range video, as MATLAB's rgb2ycbcr: Y in [16, 235] of 255.
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+_Y_OFFSET = 16.0
+
+
+def rgb_to_y(images: torch.Tensor, data_range: float = 1.0, *, grey: torch.Tensor | None = None) -> torch.Tensor:
+    """The luma of `(B, C, H, W)` images in `[0, data_range]`, `(B, 1, H, W)` in the same range.
+
+    `Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255` (R, G, B in [0, 1]), MATLAB's `rgb2ycbcr`,
+    which the super-resolution literature's PSNR and SSIM use. A one-channel image is its own Y,
+    and so are the images `grey` marks: evaluation scripts read a one-channel file as it is and
+    score it without the studio-range scaling, so an image whose original file is grey (Set14's
+    `bridge`) matches the published figures only on its raw channel, even when a copy stores it
+    as three equal channels. Equal channels alone do not decide it: Set14's `man` is grey content
+    in an RGB original, and scored in Y.
+
+    Args:
+        images: `(B, 1 or 3, H, W)`.
+        data_range: the largest pixel value.
+        grey: optional `(B,)` bools: images scored on their first channel as it is.
+
+    Example:
+        >>> red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+        >>> round(rgb_to_y(red).item() * 255, 3)  # 16 + 65.481
+        81.481
+        >>> mid = torch.full((1, 3, 1, 1), 0.5)
+        >>> round(rgb_to_y(mid).item() * 255, 3), rgb_to_y(mid, grey=torch.tensor([True])).item()
+        (125.5, 0.5)
+    """
+    if images.shape[1] == 1:
+        return images
+    if images.shape[1] != 3:
+        raise ValueError(f"Expected 1 or 3 channels for Y, got {images.shape[1]}")
+    unit = images / data_range
+    weights = torch.tensor(_Y_WEIGHTS, dtype=unit.dtype, device=unit.device).view(1, 3, 1, 1)
+    y = (_Y_OFFSET + (unit * weights).sum(1, keepdim=True)) / 255.0 * data_range
+    if grey is None:
+        return y
+    grey = torch.as_tensor(grey, dtype=torch.bool, device=images.device).view(-1, 1, 1, 1)
+    return torch.where(grey, images[:, :1], y)
+
+
 class PixelMetrics:
     """Accumulate L1, MSE, PSNR and SSIM over a split, one batch at a time.
 
@@ -317,6 +360,9 @@ class PixelMetrics:
         data_range: the largest possible pixel value (1.0 for `[0, 1]` images).
         window_size: SSIM window side (odd).
         sigma: SSIM Gaussian standard deviation.
+        color: "rgb" scores every channel; "y" scores the luma (`rgb_to_y`), the super-resolution
+            convention.
+        shave: pixels cut from every border before scoring (super-resolution: the scale).
 
     Example:
         >>> m = PixelMetrics()
@@ -327,10 +373,17 @@ class PixelMetrics:
         (2, 1.0, 'b.png')
     """
 
-    def __init__(self, *, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5) -> None:
+    def __init__(
+        self, *, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5, color: str = "rgb", shave: int = 0
+    ) -> None:
+        if color not in ("rgb", "y"):
+            raise ValueError(f"Expected color 'rgb' or 'y', got {color!r}")
+        if shave < 0:
+            raise ValueError(f"Expected shave >= 0, got {shave}")
         self.data_range = float(data_range)
         self.window_size = window_size
         self.sigma = float(sigma)
+        self.color, self.shave = color, shave
         self._rows: list[dict[str, float | str]] = []
 
     @property
@@ -345,7 +398,8 @@ class PixelMetrics:
 
     @torch.no_grad()
     def update(
-        self, pred: torch.Tensor, target: torch.Tensor, names: Sequence[str] | None = None
+        self, pred: torch.Tensor, target: torch.Tensor, names: Sequence[str] | None = None, *,
+        grey: torch.Tensor | Sequence[bool] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Add a batch.
 
@@ -353,6 +407,8 @@ class PixelMetrics:
             pred: generated images `(B, C, H, W)`, float in `[0, data_range]`.
             target: reference images, same shape.
             names: optional `B` names (e.g. file names) stored with each image's row.
+            grey: optional `B` bools, for `color="y"`: images whose original is one-channel,
+                scored on their first channel (`rgb_to_y`).
 
         Returns:
             This batch's values: `{"l1", "mse", "psnr", "ssim"}` -> `(B,)` float64 CPU tensors.
@@ -360,6 +416,13 @@ class PixelMetrics:
         pred, target = _check_pair(pred, target, self.data_range)
         if names is not None and (isinstance(names, str) or len(names) != pred.shape[0]):
             raise ValueError(f"Expected {pred.shape[0]} names, one per image, got {names!r}")
+        if self.shave:
+            k = self.shave
+            if min(pred.shape[-2:]) <= 2 * k:
+                raise ValueError(f"Expected images larger than twice the shave ({k}), got {tuple(pred.shape)}")
+            pred, target = pred[..., k:-k, k:-k], target[..., k:-k, k:-k]
+        if self.color == "y":
+            pred, target = rgb_to_y(pred, self.data_range, grey=grey), rgb_to_y(target, self.data_range, grey=grey)
         if min(pred.shape[-2:]) < self.window_size:
             raise ValueError(
                 f"Expected images of at least {self.window_size}x{self.window_size} pixels for SSIM, "
@@ -396,11 +459,12 @@ class PixelMetrics:
         """Append `other`'s images (e.g. from another process) to this one; returns self."""
         if not isinstance(other, PixelMetrics):
             raise TypeError(f"Expected a PixelMetrics, got {type(other).__name__}")
-        if (other.data_range, other.window_size, other.sigma) != (self.data_range, self.window_size, self.sigma):
+        mine = (self.data_range, self.window_size, self.sigma, self.color, self.shave)
+        theirs = (other.data_range, other.window_size, other.sigma, other.color, other.shave)
+        if mine != theirs:
             raise ValueError(
-                "Expected PixelMetrics with the same data_range, window_size and sigma, got "
-                f"{(self.data_range, self.window_size, self.sigma)} and "
-                f"{(other.data_range, other.window_size, other.sigma)}"
+                f"Expected PixelMetrics with the same data_range, window_size, sigma, color and shave, got {mine} "
+                f"and {theirs}"
             )
         self._rows.extend(dict(row) for row in other._rows)
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from translate_kit.method import Method, unwrap
 from translate_kit.recipe import OptimizerSettings, TrainConfig
 
-__all__ = ["EMA", "allocate_adam_state", "build_optimizers", "linear_decay", "optimizer_settings"]
+__all__ = ["EMA", "allocate_adam_state", "build_optimizers", "linear_decay", "lr_factor", "optimizer_settings"]
 
 
 def optimizer_settings(method: Method, train: TrainConfig) -> dict[str, OptimizerSettings]:
@@ -70,6 +71,34 @@ def allocate_adam_state(optimizer: torch.optim.Optimizer) -> None:
             }
             index += 1
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def lr_factor(train: TrainConfig) -> Callable[[int], float]:
+    """`train.schedule` as a LambdaLR factor of the epoch index (see `TrainConfig`).
+
+    Example:
+        >>> from translate_kit.recipe import TrainConfig
+        >>> [round(lr_factor(TrainConfig(epochs=1, decay_epochs=4, schedule="cosine"))(e), 3) for e in range(5)]
+        [1.0, 1.0, 0.854, 0.5, 0.146]
+        >>> [lr_factor(TrainConfig(schedule="step", milestones=(2, 4), gamma=0.5))(e) for e in range(5)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    if train.schedule == "linear":
+        return linear_decay(train.epochs, train.decay_epochs)
+    if train.schedule == "cosine":
+        epochs, decay = train.epochs, max(train.decay_epochs, 1)
+
+        def cosine(epoch: int) -> float:
+            done = min(max(epoch - epochs, 0), decay)  # the last decay epoch still trains, above 0
+            return 0.5 * (1.0 + math.cos(math.pi * done / decay))
+
+        return cosine
+    milestones, gamma = tuple(train.milestones), train.gamma
+
+    def step(epoch: int) -> float:
+        return gamma ** sum(1 for m in milestones if epoch >= m)
+
+    return step
 
 
 def linear_decay(epochs: int, decay_epochs: int) -> Callable[[int], float]:

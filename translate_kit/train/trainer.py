@@ -39,7 +39,7 @@ from translate_kit.registry import Registry
 from translate_kit.train import checkpoint as ckpt
 from translate_kit.train import distributed as ddp
 from translate_kit.train.distributed import Distributed
-from translate_kit.train.optim import EMA, build_optimizers, linear_decay
+from translate_kit.train.optim import EMA, build_optimizers, lr_factor
 from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
 from translate_kit.train.signals import StopSignal
 from translate_kit.train.step import StepRunner
@@ -121,7 +121,7 @@ class Trainer:
         # Every rank builds the networks from the same seed, so all start equal (DDP also copies
         # rank 0's weights to the others when it wraps them).
         self.method: Method = build_method(recipe, self.registry)
-        check_sizes(self.method, recipe)
+        check_sizes(self.method, recipe, training=True)
         nets = self.method.nets
         if self.dist.enabled and train.sync_batchnorm:
             ddp.sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"), per_rank=self.rank_batch_size)
@@ -139,7 +139,7 @@ class Trainer:
         self.autocast_dtype = autocast_dtype(train.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
         self.optimizers = build_optimizers(self.method, train, self.device)
-        factor = linear_decay(train.epochs, train.decay_epochs)
+        factor = lr_factor(train)
         self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, factor) for g, o in self.optimizers.items()}
         translate_nets = {name: nets[name] for name in self.method.translate_nets}
         self.ema = EMA(translate_nets, train.ema_decay) if train.ema_decay else None
