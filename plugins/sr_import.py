@@ -348,8 +348,8 @@ def _imported(detected: DetectedSR, state: dict[str, torch.Tensor], *, data_root
     recipe = {
         "run": {"name": run_name, "seed": 0},
         "data": {"dataset": "sr_images", "root": data_root, "scale": detected.scale, "load_size": 0,
-                 "crop_size": _CROP_SIZE, "flip": True, "in_channels": detected.in_channels,
-                 "out_channels": detected.out_channels},
+                 "crop_size": _CROP_SIZE // detected.scale * detected.scale,  # x3: 126
+                 "flip": True, "in_channels": detected.in_channels, "out_channels": detected.out_channels},
         "method": {"name": "sr_psnr", "pixel_loss": "l1"},
         "generator": detected.table(),
     }

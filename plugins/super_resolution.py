@@ -78,6 +78,8 @@ class SuperResolution(Method):
             None: MATLAB-bicubic downscaling.
         sharpen: pixel and perceptual targets are USM-sharpened (Real-ESRGAN).
         pool_size: training pairs kept and swapped at random (Real-ESRGAN: 180); 0: none.
+        init_from: a run, checkpoint or export whose generator a fresh run starts from
+            (`warm_start`); checkpoints of this method do not need it afterwards.
 
     Training patches get random flips and 90-degree rotations when `data.flip` is on.
     """
@@ -99,6 +101,7 @@ class SuperResolution(Method):
         degradation: nn.Module | None = None,
         sharpen: bool = False,
         pool_size: int = 0,
+        init_from: str = "",
     ) -> None:
         super().__init__()
         self.scale = int(getattr(unwrap(generator), "scale", 1))
@@ -108,8 +111,13 @@ class SuperResolution(Method):
         self.perceptual, self.perceptual_weight = perceptual, perceptual_weight
         self.gan_loss, self.gan_weight, self.relativistic = gan_loss, gan_weight, relativistic
         self.degradation, self.sharpen = degradation, sharpen
-        self.pool_size = pool_size
+        self.pool_size, self.init_from = pool_size, init_from
         self._pool: dict[str, torch.Tensor] = {}
+
+    def warm_start(self) -> None:
+        """A fresh run starts its generator from `init_from`'s (ESRGAN's GAN stage from RRDB-PSNR)."""
+        if self.init_from:
+            _init_from(self.nets["G"], self.init_from)
 
     def optimizer_groups(self) -> dict[str, list[str]]:
         return {"G": ["G"]} | ({"D": ["D"]} if "D" in self.nets else {})
@@ -245,7 +253,8 @@ def _crop_pair(
     if low is not None and tuple(low.shape[-2:]) != (h // s, w // s):
         raise RecipeError(
             f"A low-resolution image of {tuple(low.shape[-2:])} pixels does not match its high-resolution "
-            f"partner of {tuple(high.shape[-2:])} at scale {s}; the pairs must be made at the method's scale."
+            f"partner of {tuple(high.shape[-2:])} at scale {s}; the pairs must be made at the method's scale, and "
+            "kept at their stored size (data.load_size = 0)."
         )
     top, left, p = 0, 0, None
     if spec.crop_size is not None:
@@ -314,12 +323,10 @@ def _init_from(generator: nn.Module, init_from: str) -> None:
 
 def _build(parts: Parts, init_from: str, discriminator: bool, **options: Any) -> SuperResolution:
     generator = parts.generator()
-    if init_from:
-        _init_from(generator, init_from)
     scale = int(getattr(generator, "scale", 1))
     degradation = parts.component("degradation", scale=scale) if parts.has("degradation") else None
     d = parts.discriminator(in_channels=parts.out_channels) if discriminator else None
-    return SuperResolution(generator, discriminator=d, degradation=degradation, **options)
+    return SuperResolution(generator, discriminator=d, degradation=degradation, init_from=init_from, **options)
 
 
 @register_method(tables=_PSNR_TABLES)
@@ -416,6 +423,13 @@ def interpolate_checkpoints(a: Path, b: Path, alpha: float) -> dict[str, Any]:
     if not 0.0 <= alpha <= 1.0:
         raise CheckpointError(f"--alpha {alpha}: expected a number in [0, 1] (0: A, 1: B).")
     first, second = read_model(Path(a)), read_model(Path(b))
+    tables = [saved.recipe.get("generator", {}) for saved in (first, second)]
+    for key, default in (("name", None), ("pixel_range", "-1..1")):
+        if tables[0].get(key, default) != tables[1].get(key, default):
+            raise CheckpointError(
+                f"{first.path} and {second.path} have different generators ({key} {tables[0].get(key, default)!r} and "
+                f"{tables[1].get(key, default)!r}): interpolate two runs of the same generator."
+            )
     nets = {name: dict(sd) for name, sd in second.nets.items()}
     if not set(first.nets) & set(second.nets):
         raise CheckpointError(
@@ -441,7 +455,7 @@ def interpolate_checkpoints(a: Path, b: Path, alpha: float) -> dict[str, Any]:
             mixed[key] = torch.lerp(ta.float(), tb.float(), alpha).to(tb.dtype) if tb.is_floating_point() else tb
         nets[name] = mixed
     state = {"epoch": 0, "epoch_step": 0, "step": second.step or 0, "nonfinite_total": 0, "nonfinite_in_row": 0}
-    return checkpoint_dict(second.recipe, nets, method_state=second.method_state, state=state,
+    return checkpoint_dict(second.recipe, nets, method_state={}, state=state,  # no training pool: not for resuming
                            training={"interpolated_from": [str(first.path), str(second.path), alpha]})
 
 

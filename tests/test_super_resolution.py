@@ -135,7 +135,19 @@ def test_rgb_on_request_gives_lower_figures_than_y(tmp_path, registry):
         assert result.exit_code == 0, result.output
         reports[color] = json.loads(out.read_text())
     assert reports["rgb"]["protocol"]["color"] == "rgb" and reports["y"]["protocol"]["color"] == "y"
-    assert reports["rgb"]["pixel"]["psnr"] != reports["y"]["pixel"]["psnr"]
+    # Y weights the channels and scales to studio range (219/255 of the span): errors shrink, PSNR rises.
+    assert reports["rgb"]["pixel"]["psnr"] < reports["y"]["pixel"]["psnr"]
+    too_much = CliRunner().invoke(make_app(), [
+        "eval", str(RECIPES / "bicubic_x4.toml"), "--split", "Set", "--data-root", str(tmp_path / "data"),
+        "--shave", "20", "--no-images"])
+    assert too_much.exit_code == 1 and "lower --shave" in " ".join(too_much.output.split())
+
+
+def test_milestones_need_the_step_schedule(registry):
+    from translate_kit.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match="milestones"):
+        load_recipe(RECIPES / "srresnet_t91.toml", ["train.milestones=[100]"], registry=registry)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,6 +164,18 @@ def test_the_gan_stage_starts_from_the_psnr_run(psnr_and_gan_runs, registry):
     assert 0 < moved < 0.01
     page = (gan / "index.html").read_text()
     assert "samples/" in page
+
+
+def test_the_gan_checkpoint_does_not_need_the_run_it_started_from(psnr_and_gan_runs, registry, tmp_path):
+    """init_from is read when training starts fresh (`warm_start`), not when the method is rebuilt."""
+    psnr, gan = psnr_and_gan_runs
+    hidden = tmp_path / "hidden"
+    psnr.rename(hidden)
+    try:
+        translator = Translator.from_checkpoint(gan, device="cpu", registry=registry)
+        assert tuple(translator(torch.zeros(3, 10, 12, dtype=torch.uint8)).shape) == (3, 40, 48)
+    finally:
+        hidden.rename(psnr)
 
 
 def test_init_from_refuses_another_generator_or_pixel_range(psnr_and_gan_runs, registry, pm, hr_images, tmp_path):

@@ -17,6 +17,7 @@ without the core knowing which it is, a method declares:
   tensors `training_step` takes, on the device. The default is pix2pix's paired jitter. After it,
   `batch["A"]` is the input of `translate` and `batch["B"]` its target: sample pages and
   benchmarks rely on these two keys;
+- **its starting weights**: `warm_start()` loads them when a run starts fresh (another run's);
 - **its evaluation**: `eval_protocol()` says whether `tkit eval` resizes images first and how it
   scores them (RGB or luma, a shaved border);
 - **its geometry**: `geometry()` says how `translate` maps sizes (the output scale, 4 for a
@@ -262,6 +263,16 @@ class Method(nn.Module):
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what `extra_state` returned."""
+
+    def warm_start(self) -> None:
+        """Load starting weights, once, when a run starts fresh (default: nothing).
+
+        The trainer calls it after building the networks and before it makes the optimisers and
+        the moving averages; never on a resume, never for inference. A method that continues from
+        another run (a GAN stage from its PSNR-oriented stage) reads that run here, not in its
+        factory: inference rebuilds the method from the checkpoint's recipe and its own weights,
+        so a checkpoint stays usable when the run it started from is gone.
+        """
 
 
 @runtime_checkable

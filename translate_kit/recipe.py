@@ -367,6 +367,8 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
     need(0 < train.gamma <= 1, "train", "gamma", train.gamma, "a number in (0, 1]")
     need(list(train.milestones) == sorted(set(train.milestones)) and all(m > 0 for m in train.milestones), "train",
          "milestones", list(train.milestones), "increasing positive epochs")
+    need(train.schedule == "step" or not train.milestones, "train", "milestones", list(train.milestones),
+         'no milestones unless schedule = "step" (they would be ignored)')
     for group, settings in train.optimizers.items():
         key = f"optimizers.{group}"
         if settings.lr is not None:

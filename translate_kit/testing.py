@@ -405,6 +405,11 @@ def check_method(
 
     translator = Translator.from_checkpoint(straight.run_dir, device=device, registry=registry)
     image = torch.randint(0, 256, (straight_recipe.data.in_channels, 37, 45), dtype=torch.uint8)
+    side = translator.geometry.padded(max(40, translator.geometry.min_size))
+    x = torch.rand(1, straight_recipe.data.in_channels, side, side, device=translator.device) * 2 - 1
+    with torch.no_grad():  # generators may be unbounded (super-resolution); `translate` answers in [-1, 1]
+        y = translator.method.translate(x)
+    assert y.abs().max() <= 1, f"{source}: translate gave values outside [-1, 1] (max |y| {y.abs().max():.3g})"
     out = translator(image)
     s = translator.scale
     assert tuple(out.shape[-2:]) == (37 * s, 45 * s), f"{source}: a 37x45 image gave {tuple(out.shape)}"

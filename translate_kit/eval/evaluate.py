@@ -154,10 +154,11 @@ def evaluate(
         inputs, targets = from_unit_range(prepared["A"]), from_unit_range(prepared["B"])
         # uint8, the inputs' size; first_index keeps paper mode's per-image seeds across batches.
         outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
-        if min(targets.shape[-2:]) <= 2 * protocol.shave:
+        if min(targets.shape[-2:]) - 2 * protocol.shave < pixel.window_size:
             raise DataError(
                 f"Image {batch['name'][0]} of the {options.split} split is {targets.shape[-1]}x{targets.shape[-2]} "
-                f"(WxH), too small to shave {protocol.shave} pixels from each border; lower --shave."
+                f"(WxH): with {protocol.shave} pixels shaved from each border it is smaller than SSIM's "
+                f"{pixel.window_size}-pixel window; lower --shave or leave out such small images."
             )
         # A dataset may mark targets whose original file is one-channel ("grey"): scored as it is in Y.
         values = pixel.update(outputs.double() / 255, targets.double() / 255, grey=batch.get("grey"))

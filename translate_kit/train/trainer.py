@@ -118,10 +118,11 @@ class Trainer:
         recipe, train = self.recipe, self.recipe.train
         random.seed(recipe.run.seed)
         torch.manual_seed(recipe.run.seed)
-        # Every rank builds the networks from the same seed, so all start equal (DDP also copies
-        # rank 0's weights to the others when it wraps them).
+        # Every rank builds from the same seed, so all start equal (DDP also copies rank 0's weights).
         self.method: Method = build_method(recipe, self.registry)
         check_sizes(self.method, recipe, training=True)
+        if resume_from is None:  # a fresh run: weights it starts from, before optimisers and averages
+            self.method.warm_start()
         nets = self.method.nets
         if self.dist.enabled and train.sync_batchnorm:
             ddp.sync_batchnorm(nets, self.dist, self.device, where=recipe.where("train"), per_rank=self.rank_batch_size)
