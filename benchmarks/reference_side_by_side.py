@@ -292,31 +292,38 @@ def serve(side: str, args: argparse.Namespace) -> None:
     --warmup calls; `window NAME N` -> seconds of N calls (the device synchronised at both edges);
     `quit`. Replies go to stdout after REPLY_MARK; anything else printed goes to stderr.
     """
-    from translate_kit_plugins.bench import calls_per_window, device_sync
+    from translate_kit_plugins.bench import device_sync
 
     replies = sys.stdout
     sys.stdout = sys.stderr  # the reference prints; keep the reply channel clean
     with contextlib.ExitStack() as stack:
         fns, info = build_side(side, args, stack)
-        sync = device_sync(torch.device(info["device"]))
         info["threads"] = torch.get_num_threads()
-        for line in sys.stdin:
-            command, *words = line.split()
-            if command == "quit":
-                break
-            if command == "info":
-                answer = json.dumps(info)
-            elif command == "calibrate":
-                answer = str(calls_per_window(fns[words[0]], sync, args.warmup, args.window_seconds))
-            else:  # window NAME N
-                fn, calls = fns[words[0]], int(words[1])
-                sync()
-                start = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                sync()
-                answer = repr(time.perf_counter() - start)
-            print(REPLY_MARK + answer, file=replies, flush=True)
+        answer_requests(fns, info, device_sync(torch.device(info["device"])), args, replies)
+
+
+def answer_requests(fns: Mapping[str, Callable[[], None]], info: Mapping[str, Any], sync: Callable[[], None],
+                    args: argparse.Namespace, replies: Any) -> None:
+    """The worker's side of the protocol: answer the parent's requests on stdin until `quit`."""
+    from translate_kit_plugins.bench import calls_per_window
+
+    for line in sys.stdin:
+        command, *words = line.split()
+        if command == "quit":
+            break
+        if command == "info":
+            answer = json.dumps(info)
+        elif command == "calibrate":
+            answer = str(calls_per_window(fns[words[0]], sync, args.warmup, args.window_seconds))
+        else:  # window NAME N
+            fn, calls = fns[words[0]], int(words[1])
+            sync()
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync()
+            answer = repr(time.perf_counter() - start)
+        print(REPLY_MARK + answer, file=replies, flush=True)
 
 
 class Worker:

@@ -61,7 +61,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -72,7 +71,15 @@ import torch
 import torch.nn.functional as F
 
 # Run by path, so this folder is on sys.path: the worker processes and helpers of the pix2pix side by side.
-from reference_side_by_side import PROBE_MARK, REPLY_MARK, Worker, fail, peak_rss_bytes, remote_windows, summary
+from reference_side_by_side import (
+    PROBE_MARK,
+    Worker,
+    answer_requests,
+    fail,
+    peak_rss_bytes,
+    remote_windows,
+    summary,
+)
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,7 +340,7 @@ def serve(side: str, args: argparse.Namespace) -> None:
     The protocol is benchmarks/reference_side_by_side.py's (`Worker.ask`, `remote_windows`):
     `info`, `calibrate NAME`, `window NAME N`, `quit`; replies go to stdout after REPLY_MARK.
     """
-    from translate_kit_plugins.bench import calls_per_window, device_sync
+    from translate_kit_plugins.bench import device_sync
 
     replies = sys.stdout
     sys.stdout = sys.stderr  # keep the reply channel clean
@@ -347,24 +354,7 @@ def serve(side: str, args: argparse.Namespace) -> None:
             fns[f"{net}:{variant.name}"] = train_step(side, copy.deepcopy(base), lr, hr, variant, args.setup, device)
         del base
     info["threads"] = torch.get_num_threads()
-    sync = device_sync(device)
-    for line in sys.stdin:
-        command, *words = line.split()
-        if command == "quit":
-            break
-        if command == "info":
-            answer = json.dumps(info)
-        elif command == "calibrate":
-            answer = str(calls_per_window(fns[words[0]], sync, args.warmup, args.window_seconds))
-        else:  # window NAME N
-            fn, calls = fns[words[0]], int(words[1])
-            sync()
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            sync()
-            answer = repr(time.perf_counter() - start)
-        print(REPLY_MARK + answer, file=replies, flush=True)
+    answer_requests(fns, info, device_sync(device), args, replies)
 
 
 def child_options(args: argparse.Namespace) -> list[str]:
