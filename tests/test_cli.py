@@ -92,6 +92,34 @@ def test_train_then_resume_from_the_command_line(app, tmp_path, tiny_facades):
     assert "Resuming" in output and "Done at step 5" in output
     steps = [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+    # Not a terminal (CliRunner, like a CI log or nohup): progress as plain lines, not nothing.
+    assert "train: 2/5 (40%)" in output and "5/5 (100%)" in output
+
+
+def test_progress_lines_where_output_is_not_a_terminal():
+    """A line when a task starts, at most every `every` seconds while it runs, one when it ends; the
+    time left is estimated from the steps done in this process (a resumed run starts part way)."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from translate_kit.progress import LineProgress, make_progress
+
+    out = io.StringIO()
+    console = Console(file=out, width=300)
+    assert isinstance(make_progress(console), LineProgress)
+    assert not isinstance(make_progress(Console(file=io.StringIO(), force_terminal=True)), LineProgress)
+    with LineProgress(console, every=0.05) as progress:
+        task = progress.add_task("train", total=100, completed=50, stats="")
+        time.sleep(0.06)
+        progress.update(task, description="epoch 2/4", advance=10, stats="G_GAN 0.700")
+        progress.advance(task)  # within `every` of the last line: nothing printed
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("train: 50/100 (50%), 0:00:00 elapsed") and "left" not in lines[0]
+    assert lines[1].startswith("epoch 2/4: 60/100 (60%)") and "left" in lines[1] and lines[1].endswith("G_GAN 0.700")
+    assert lines[2].startswith("epoch 2/4: 61/100 (61%)")
 
 
 def test_plugins_list_shows_distributions_and_components(app):
