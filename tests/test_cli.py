@@ -97,8 +97,9 @@ def test_train_then_resume_from_the_command_line(app, tmp_path, tiny_facades):
 
 
 def test_progress_lines_where_output_is_not_a_terminal():
-    """A line when a task starts, at most every `every` seconds while it runs, one when it ends; the
-    time left is estimated from the steps done in this process (a resumed run starts part way)."""
+    """A line when a task starts, one at each stats update (training logs every train.log_every
+    steps), else at most every `every` seconds, one when it ends; the time left is estimated from
+    the steps done in this process (a resumed run starts part way)."""
     import io
     import time
 
@@ -115,11 +116,12 @@ def test_progress_lines_where_output_is_not_a_terminal():
         time.sleep(0.06)
         progress.update(task, description="epoch 2/4", advance=10, stats="G_GAN 0.700")
         progress.advance(task)  # within `every` of the last line: nothing printed
+        progress.update(task, advance=1, stats="G_GAN 0.600")  # a log: printed at once
     lines = out.getvalue().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("train: 50/100 (50%), 0:00:00 elapsed") and "left" not in lines[0]
     assert lines[1].startswith("epoch 2/4: 60/100 (60%)") and "left" in lines[1] and lines[1].endswith("G_GAN 0.700")
-    assert lines[2].startswith("epoch 2/4: 61/100 (61%)")
+    assert lines[2].startswith("epoch 2/4: 62/100 (62%)") and lines[2].endswith("G_GAN 0.600")
 
 
 def test_plugins_list_shows_distributions_and_components(app):

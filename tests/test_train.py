@@ -266,3 +266,36 @@ def test_a_trainer_that_never_trains_gives_its_lock_back(registry, pm, tiny_faca
     first = make_trainer(registry, pm, tiny_facades, tmp_path)
     first.close()
     make_trainer(registry, pm, tiny_facades, tmp_path, overwrite=True).fit()  # the same folder, the same process
+
+
+def test_the_run_page_draws_each_loss_on_its_own_axes(tmp_path):
+    """One chart per loss, each on its own scale (a GAN loss near 0.7 and a perceptual loss near
+    1e-7 stay readable), with tick labels for the value and the step, and the latest value."""
+    import xml.etree.ElementTree as ET
+
+    from translate_kit.pages import write_run_page
+
+    history = [{"step": s, "loss_G_GAN": 0.7 + 0.01 * (s % 3), "loss_G_perceptual": 1e-7 * s} for s in range(10, 60, 10)]
+    history.append({"step": 60, "images_per_s": 5.0})  # not a loss: not drawn
+    page = write_run_page(tmp_path, title="t", summary={}, rows=[], recipe_text="", history=history).read_text()
+    charts = [ET.fromstring(svg + "</svg>") for svg in page.split("</svg>")[:-1] if "<svg" in svg
+              for svg in [svg[svg.index("<svg"):]]]
+    assert len(charts) == 2
+    texts = [[t.text for t in chart.iter("{http://www.w3.org/2000/svg}text")] for chart in charts]
+    assert texts[0][:2] == ["G_GAN", "last 0.72"] and texts[1][:2] == ["G_perceptual", "last 5e-06"]
+    assert {"0.7", "0.71", "0.72"} <= set(texts[0]) and {"1e-06", "3e-06", "5e-06"} <= set(texts[1])
+    assert {"10", "30", "50", "step"} <= set(texts[0])
+    lines = [{p.get("class"): p.get("points") for p in chart.iter("{http://www.w3.org/2000/svg}polyline")}
+             for chart in charts]
+    assert all(set(line) == {"raw", "smooth"} for line in lines)
+    assert lines[1]["raw"] == lines[1]["smooth"] or lines[0]["raw"] != lines[0]["smooth"]  # a wavy loss is smoothed
+
+
+def test_the_run_page_draws_validation_scores_in_their_own_section(tmp_path):
+    from translate_kit.pages import write_run_page
+
+    validation = [{"step": 10, "epoch": 0, "psnr": 20.0, "ssim": 0.5}, {"step": 20, "epoch": 1, "psnr": 21.5, "ssim": 0.6}]
+    page = write_run_page(tmp_path, title="t", summary={}, rows=[], recipe_text="", validation=validation).read_text()
+    section = page[page.index("<h2>Validation</h2>"):]
+    assert section.count("<svg") == 2 and "last 21.5" in section and "last 0.6" in section
+    assert "<h2>Losses</h2>" not in page  # no training records: no empty section

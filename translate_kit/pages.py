@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SampleRow", "save_png", "to_uint8", "write_run_page"]
+__all__ = ["SampleRow", "save_png", "smoothed", "to_uint8", "write_run_page"]
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -52,34 +52,69 @@ table { border-collapse: collapse; } td, th { padding: 4px; text-align: center; 
 th { font-weight: 600; } img { image-rendering: pixelated; width: 192px; height: auto; display: block; }
 .history img { width: 96px; } .caption { font-size: 0.8em; color: #666; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+.charts { display: flex; flex-wrap: wrap; gap: 12px; } .chart { border: 1px solid #eee; }
 """
 
 
-def _svg_chart(records: Sequence[Mapping[str, float]], keys: Sequence[str], width: int = 640, height: int = 220) -> str:
-    steps = [r["step"] for r in records]
-    if len(steps) < 2:
+def smoothed(values: Sequence[float], weight: float = 0.6) -> list[float]:
+    """Exponential moving average with TensorBoard's bias correction, so the first values are not
+    pulled towards 0: `weight` 0 returns the values, nearer 1 smooths more.
+
+    Example:
+        >>> [round(v, 3) for v in smoothed([1.0, 3.0, 3.0], 0.5)]
+        [1.0, 2.333, 2.714]
+    """
+    out, average = [], 0.0
+    for i, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**i))
+    return out
+
+
+def _svg_chart(records: Sequence[Mapping[str, float]], key: str, width: int = 320, height: int = 180) -> str:
+    """One scalar over the steps, with its own axes: the step at the bottom, the value at the left
+    (three ticks each), the key and its latest value as the title; the raw values pale, their
+    smoothed line (`smoothed`) dark. "" with fewer than two values."""
+    values = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+    if len(values) < 2:
         return ""
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-    parts = [f'<svg width="{width}" height="{height + 30}" xmlns="http://www.w3.org/2000/svg">']
-    x0, x1 = min(steps), max(steps)
-    for i, key in enumerate(keys):
-        values = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
-        if len(values) < 2:
-            continue
-        lo, hi = min(v for _, v in values), max(v for _, v in values)
-        span = (hi - lo) or 1.0
-        points = " ".join(
-            f"{(s - x0) / ((x1 - x0) or 1) * (width - 10) + 5:.1f},{height - (v - lo) / span * (height - 10) - 5:.1f}"
-            for s, v in values
-        )
-        colour = colours[i % len(colours)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        parts.append(
-            f'<text x="{5 + 150 * i}" y="{height + 20}" fill="{colour}" font-size="12">'
-            f"{html.escape(key)} ({lo:.3g}..{hi:.3g})</text>"
-        )
-    parts.append("</svg>")
+    left, right, top, bottom = 52, 10, 24, 30  # margins for the tick labels and the title
+    x0, x1 = values[0][0], values[-1][0]
+    lo, hi = min(v for _, v in values), max(v for _, v in values)
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+
+    def x(step: float) -> float:
+        return left + (step - x0) / ((x1 - x0) or 1) * (width - left - right)
+
+    def y(value: float) -> float:
+        return height - bottom - (value - lo) / (hi - lo) * (height - top - bottom)
+
+    parts = [
+        f'<svg class="chart" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">',
+        f'<text x="{left}" y="14" font-weight="600">{html.escape(key.removeprefix("loss_"))}</text>',
+        f'<text x="{width - right}" y="14" text-anchor="end" fill="#666">last {values[-1][1]:.4g}</text>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" '
+        'stroke="#ccc"/>',
+    ]
+    for value in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<text x="{left - 4}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#666">{value:.3g}</text>')
+    for step in (x0, (x0 + x1) / 2, x1):
+        parts.append(f'<text x="{x(step):.1f}" y="{height - bottom + 14}" text-anchor="middle" fill="#666">'
+                     f"{step:,.0f}</text>")
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 2}" text-anchor="middle" fill="#666">'
+                 "step</text>")
+    raw = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in values)
+    smooth = " ".join(f"{x(s):.1f},{y(v):.1f}" for (s, _), v in zip(values, smoothed([v for _, v in values])))
+    parts.append(f'<polyline class="raw" fill="none" stroke="#9ecae1" stroke-width="1" points="{raw}"/>')
+    parts.append(f'<polyline class="smooth" fill="none" stroke="#08519c" stroke-width="1.8" points="{smooth}"/></svg>')
     return "".join(parts)
+
+
+def _charts(records: Sequence[Mapping[str, float]], keys: Sequence[str]) -> str:
+    """A small chart per key, each on its own scale (losses differ by orders of magnitude)."""
+    charts = [chart for chart in (_svg_chart(records, key) for key in keys) if chart]
+    return f"<div class='charts'>{''.join(charts)}</div>" if charts else ""
 
 
 def write_run_page(
@@ -90,15 +125,20 @@ def write_run_page(
     rows: Sequence[SampleRow],
     recipe_text: str,
     history: Sequence[Mapping[str, float]] = (),
+    validation: Sequence[Mapping[str, float]] = (),
 ) -> Path:
-    """Write `run_dir/index.html`: input | output | target per sample, output history, loss curves.
+    """Write `run_dir/index.html`: input | output | target per sample, output history, loss and
+    validation curves.
 
     Args:
         history: logged records (`step` and the scalars); keys starting with `loss` are drawn.
+        validation: validation records (`step` and the scores); every other key is drawn.
     """
     run_dir = Path(run_dir)
     records = [r for r in history if "step" in r]
     loss_keys = sorted({k for r in records for k in r if k.startswith("loss")})
+    scores = [r for r in validation if "step" in r]
+    score_keys = sorted({k for r in scores for k in r if k not in ("step", "epoch")})
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
@@ -126,7 +166,9 @@ def write_run_page(
             out.append(f"<tr><td>{html.escape(row.name)}</td>{cells}</tr>")
         out.append("</table>")
     if records:
-        out.append("<h2>Losses</h2>" + _svg_chart(records, loss_keys))
+        out.append("<h2>Losses</h2>" + _charts(records, loss_keys))
+    if scores:
+        out.append(f"<h2>Validation</h2>{_charts(scores, score_keys)}")
     out.append(f"<h2>Recipe</h2><pre>{html.escape(recipe_text)}</pre></body></html>")
     page = run_dir / "index.html"
     tmp = page.with_suffix(".html.tmp")

@@ -23,7 +23,8 @@ def make_progress(
 
     Where the console is not a terminal (a CI log, `nohup`, a pipe) rich draws no bar, and a long
     run would print nothing until it ends: there a `LineProgress` prints a plain line instead, when
-    a task starts, at most every `every` seconds while it runs, and when it ends.
+    a task starts, whenever its `stats` are updated (training: every `train.log_every` steps), else
+    at most every `every` seconds while it runs, and when it ends.
 
     Args:
         console: where to draw; None draws nothing (quiet runs, tests).
@@ -121,7 +122,7 @@ class LineProgress:
         task.total = total if total is not None else task.total
         task.completed = completed if completed is not None else task.completed + (advance or 0)
         task.stats = str(fields["stats"]) if "stats" in fields else task.stats
-        if time.monotonic() - task.printed >= self.every:
+        if "stats" in fields or time.monotonic() - task.printed >= self.every:
             self._print(task_id)
 
     def advance(self, task_id: int, advance: float = 1) -> None:
