@@ -87,6 +87,21 @@ def translate_kit_train_log(trainer: Trainer, step: int, epoch: int, scalars: Ma
 
 
 @hookspec
+def translate_kit_validation(trainer: Trainer, step: int, epoch: int, scores: Mapping[str, float]) -> None:
+    """Every `train.eval_every` steps, after the validation split was scored (and `best.pt` written
+    when the score is the best so far; `trainer.validation.best` says which step that is).
+
+    Args:
+        trainer: the running trainer.
+        step: optimisation steps done so far.
+        epoch: the current epoch (0-based).
+        scores: `step`, `epoch` and the scores: `l1`, `mse`, `psnr`, `ssim`, with a segmenter
+            `fcn_pixel_accuracy`, `fcn_class_accuracy`, `fcn_class_iou`, with the FID weights `fid`,
+            `kid_mean`, `kid_std` (docs/metrics.md).
+    """
+
+
+@hookspec
 def translate_kit_epoch_end(trainer: Trainer, epoch: int, scalars: Mapping[str, float]) -> None:
     """An epoch ended (0-based `epoch`); `scalars` are the epoch's means. On sample epochs
     (`train.sample_every`) the samples and index.html are already written."""

@@ -76,6 +76,9 @@ class DataConfig:
     # An unreadable image (corrupt, truncated, empty, no partner): "fail" stops with its name;
     # "skip" reads every item once before training, drops the bad ones and reports them.
     on_error: Literal["fail", "skip"] = "fail"
+    # The input's palette when inputs are label maps (a registered palette, e.g. "facades"): what
+    # `tkit serve` offers to paint with. "": inputs are ordinary images.
+    palette: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # the dataset factory's keyword arguments
 
 
@@ -132,6 +135,19 @@ class TrainConfig:
     # batch_size / world_size images, which is a different model; networks without batch norm
     # are unaffected, and one process ignores the key.
     sync_batchnorm: bool = True
+    # Validation while training (docs/reliability.md): every `eval_every` steps (0: never) the
+    # `eval_split` split (its first `eval_images` images; 0: all) is translated and scored as
+    # `tkit eval` does; the scores are logged, drawn on the run page, and the weights with the best
+    # `best_metric` so far are kept as best.pt ("max"/"min": which way is better; "auto": known
+    # from the metric). `eval_segmenter` (a run folder) adds the FCN-score, `eval_fid_weights` (the
+    # FID Inception file) FID and KID.
+    eval_every: int = 0
+    eval_split: str = "val"
+    eval_images: int = 0
+    best_metric: str = "psnr"
+    best_mode: Literal["auto", "max", "min"] = "auto"
+    eval_segmenter: str = ""
+    eval_fid_weights: str = ""
 
 
 CORE_TABLES = {"run": RunConfig, "data": DataConfig, "train": TrainConfig}
@@ -363,6 +379,8 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
         need(getattr(train, key) >= 1, "train", key, getattr(train, key), "1 or more")
     need(train.max_nonfinite_steps >= 1, "train", "max_nonfinite_steps", train.max_nonfinite_steps, "1 or more")
     need(train.num_samples >= 0, "train", "num_samples", train.num_samples, "0 or more")
+    need(train.eval_every >= 0, "train", "eval_every", train.eval_every, "0 (no validation) or more")
+    need(train.eval_images >= 0, "train", "eval_images", train.eval_images, "0 (the whole split) or more")
     need(0 <= train.ema_decay < 1, "train", "ema_decay", train.ema_decay, "a number in [0, 1) (0: no EMA)")
     need(0 < train.gamma <= 1, "train", "gamma", train.gamma, "a number in (0, 1]")
     need(list(train.milestones) == sorted(set(train.milestones)) and all(m > 0 for m in train.milestones), "train",

@@ -157,8 +157,10 @@ class RunFolder:
         summary: Mapping[str, str],
         history: Sequence[Mapping[str, Any]],
         recipe_text: str,
+        validation: Sequence[Mapping[str, Any]] = (),
     ) -> Path:
-        """Refresh `index.html` from the sample images on disk and the logged `history`."""
+        """Refresh `index.html` from the sample images on disk, the logged `history` and the
+        `validation` scores."""
         epochs = sorted(int(p.name.split("_")[1]) for p in self.samples.glob("epoch_*") if p.is_dir())
         shown = _spread(epochs, 10)
         rows = [
@@ -167,7 +169,7 @@ class RunFolder:
             for name in names
         ]
         return write_run_page(self.path, title=title, summary=summary, rows=rows, history=history,
-                              recipe_text=recipe_text)
+                              recipe_text=recipe_text, validation=validation)
 
 
 def _spread(values: list[int], count: int) -> list[int]:

@@ -21,7 +21,6 @@ import itertools
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from torch.utils.data import default_collate
 from translate_kit.accel import accelerate
 from translate_kit.build import autocast_dtype, build_method, check_sizes, select_device, uses_channels_last
 from translate_kit.data.loading import training_data
-from translate_kit.errors import CheckpointError, TrainingError
+from translate_kit.errors import CheckpointError
 from translate_kit.method import BatchSpec, Method, test_time, unwrap
 from translate_kit.progress import format_stats, make_progress
 from translate_kit.recipe import Recipe
@@ -42,20 +41,11 @@ from translate_kit.train.distributed import Distributed
 from translate_kit.train.optim import EMA, build_optimizers, lr_factor
 from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
 from translate_kit.train.signals import StopSignal
+from translate_kit.train.state import TrainState
 from translate_kit.train.step import StepRunner
+from translate_kit.train.validate import Validation
 
 __all__ = ["TrainState", "Trainer"]
-
-
-@dataclass
-class TrainState:
-    """Where a run is: the resume point, saved in every checkpoint."""
-
-    epoch: int = 0  # the epoch in progress (0-based)
-    epoch_step: int = 0  # batches of that epoch already done
-    step: int = 0  # optimisation steps done in total
-    nonfinite_in_row: int = 0
-    nonfinite_total: int = 0
 
 
 class Trainer:
@@ -152,6 +142,7 @@ class Trainer:
         self.dataset, self.sampler, self.loader = data.dataset, data.sampler, data.loader
         self.steps_per_epoch = data.steps_per_epoch
         self.batch_spec = BatchSpec(self.device, recipe.data.crop_size, recipe.data.flip, self.channels_last)
+        self.validation = Validation(recipe, self.registry, self.method, self.device) if train.eval_every else None
         if resume_from is not None:
             self._restore(resume_from)
         self.dist.barrier()  # every rank has built and checked everything before the folder changes
@@ -230,7 +221,8 @@ class Trainer:
             result = self.step_runner(batch, step=self.state.step, epoch=self.state.epoch)
             self.state.step += 1
             self.state.epoch_step += 1
-            self._count_nonfinite(result.nonfinite)
+            self.state.count_nonfinite(result.nonfinite, limit=self.recipe.train.max_nonfinite_steps,
+                                       checkpoint_dir=self.checkpoint_dir)
             for key, value in result.scalars.items():
                 self._log_sums[key] = self._log_sums.get(key, 0) + value.float()
                 sums[key] = sums.get(key, 0) + value.float()
@@ -239,6 +231,8 @@ class Trainer:
             progress.advance(task)
             if self.state.step % self.recipe.train.log_every == 0:
                 progress.update(task, stats=format_stats(self._flush_log()))
+            if self.validation is not None and self.validation.due(self.state.step):
+                self.validate()
             # A stop signal arrives at one rank's own moment; all ranks must stop after the same
             # step, or the others would wait in the next gradient all-reduce: agree on it.
             self.stop_requested = self.stop_requested or self.dist.any(self.stop_signal.received)
@@ -249,19 +243,6 @@ class Trainer:
     def _finished(self) -> bool:
         max_steps = self.recipe.train.max_steps
         return self.stop_requested or bool(max_steps and self.state.step >= max_steps)
-
-    def _count_nonfinite(self, skipped: bool) -> None:
-        if not skipped:
-            self.state.nonfinite_in_row = 0
-            return
-        self.state.nonfinite_in_row += 1
-        self.state.nonfinite_total += 1
-        if self.state.nonfinite_in_row >= self.recipe.train.max_nonfinite_steps:
-            raise TrainingError(
-                f"The loss was NaN or infinite in {self.state.nonfinite_in_row} steps in a row (step "
-                f"{self.state.step}); training stopped. The newest checkpoint in {self.checkpoint_dir} holds the "
-                "last good weights. Lower train.lr, try train.precision = \"fp32\", or check the data."
-            )
 
     def _reset_log_window(self) -> None:
         self._log_sums: dict[str, torch.Tensor] = {}
@@ -285,6 +266,20 @@ class Trainer:
         self.history.append(record)
         self._hook("translate_kit_train_log", step=self.state.step, epoch=self.state.epoch, scalars=record)
         self._reset_log_window()
+        return record
+
+    def validate(self) -> dict[str, float]:
+        """Score the validation split now (`train.eval_every`): keep `best.pt` when the score is the
+        best so far, refresh the page, print the scores and tell the plugins."""
+        assert self.validation is not None, "validate() needs train.eval_every > 0"
+        record, best = self.validation.run(self.method, step=self.state.step, epoch=self.state.epoch, ema=self.ema)
+        if self.dist.is_main:
+            if best:
+                self.validation.save_best(self.method, self.run_dir, ema=self.ema, state=dataclasses.asdict(self.state))
+            if self.console is not None:
+                self.console.print(self.validation.summary(record), markup=False, highlight=False)
+            self.write_page()
+        self._hook("translate_kit_validation", step=self.state.step, epoch=self.state.epoch, scores=record)
         return record
 
     def _hook(self, name: str, **kwargs: Any) -> None:
@@ -337,6 +332,7 @@ class Trainer:
         return self.folder.write_page(
             self.sample_names() if names is None else names, title=f"translate-kit run: {self.recipe.run.name}",
             summary=summary, history=self.history, recipe_text=self.recipe.to_toml(),
+            validation=self.validation.records if self.validation is not None else (),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -361,6 +357,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": own["rng"],
             "history": list(self.history),
+            "validation": self.validation.state_dict() if self.validation is not None else None,
         }
         nets = {name: unwrap(net).state_dict() for name, net in self.method.nets.items()}
         ema = self.ema.state_dict() if self.ema is not None else None
@@ -429,6 +426,8 @@ class Trainer:
         for key in ("epoch", "epoch_step", "step", "nonfinite_total", "nonfinite_in_row"):
             setattr(self.state, key, saved["state"].get(key, 0))
         self.history = [dict(r) for r in saved.get("history", []) if r.get("step", 0) <= self.state.step]
+        if self.validation is not None:
+            self.validation.load_state_dict(saved.get("validation"), step=self.state.step)
         if not self.dist.same_everywhere(self.state.step):
             raise CheckpointError(
                 f"The {self.dist.world_size} processes resumed from checkpoints of different steps. Every process "
