@@ -196,6 +196,10 @@ class Recorder:
         self.events.append(("train_log", step, epoch, sorted(k for k in scalars if k.startswith("loss"))))
 
     @hookimpl
+    def translate_kit_validation(self, trainer, step, epoch, scores):
+        self.events.append(("validation", step, epoch, sorted(scores), trainer.validation.best["step"]))
+
+    @hookimpl
     def translate_kit_epoch_end(self, trainer, epoch, scalars):
         self.events.append(("epoch_end", epoch, sorted(scalars)))
 
@@ -209,8 +213,9 @@ class Recorder:
 
 
 def test_hook_run_events_in_order(registry, tiny_facades, tmp_path):
-    """translate_kit_run_start, translate_kit_train_log, translate_kit_epoch_end,
-    translate_kit_checkpoint_saved and translate_kit_run_end, with their arguments."""
+    """translate_kit_run_start, translate_kit_train_log, translate_kit_validation,
+    translate_kit_epoch_end, translate_kit_checkpoint_saved and translate_kit_run_end, with their
+    arguments."""
     from translate_kit.recipe import load_recipe
     from translate_kit.train.trainer import Trainer
 
@@ -219,6 +224,7 @@ def test_hook_run_events_in_order(registry, tiny_facades, tmp_path):
     overrides = quick_overrides(tiny_facades, tmp_path, steps=0) + [
         "generator.name=unet", "generator.num_downs=5", "generator.ngf=8", "discriminator.ndf=8",
         "train.epochs=1", "train.decay_epochs=0", "train.log_every=2", "train.checkpoint_every=1",
+        "train.eval_every=4", "train.eval_split=test",
     ]
     recipe = load_recipe(ROOT / "recipes" / "pix2pix_facades.toml", overrides, registry=registry)
     Trainer(recipe, registry=registry, pm=pm, device="cpu").fit()
@@ -227,6 +233,7 @@ def test_hook_run_events_in_order(registry, tiny_facades, tmp_path):
         ("run_start", 0),
         ("train_log", 2, 0, losses),
         ("train_log", 4, 0, losses),
+        ("validation", 4, 0, ["epoch", "l1", "mse", "psnr", "ssim", "step"], 4),
         ("epoch_end", 0, losses),
         ("checkpoint_saved", "step_000000004.pt", 4, True),
         ("run_end", "completed"),
