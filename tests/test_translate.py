@@ -431,7 +431,35 @@ def test_cli_bad_tile_is_a_clear_error(app, run, image_folder, tmp_path):
 
 def test_cli_help(app):
     result, output = invoke(app, "translate", "--help")
-    assert result.exit_code == 0 and "--tile" in output and "--mode" in output
+    assert result.exit_code == 0 and "--tile" in output and "--mode" in output and "--no-auto-tile" in output
+
+
+def test_an_image_that_would_not_fit_is_tiled_automatically_and_said_once(run, registry, monkeypatch):
+    """Two 300x260 images (over four times a 128-pixel probe) with too little memory: tiled with the
+    tile size said once, exactly as an explicit --tile of that size; with enough memory, whole."""
+    import re
+
+    monkeypatch.setattr(translate_kit.inference, "_PROBE_SIDE", 128)  # the 512 default needs 1-megapixel images
+    images = [facade_labels(260, 300, seed=seed) for seed in (1, 2)]
+    whole = Translator.from_checkpoint(run, device="cpu", registry=registry, auto_tile=False)(images)
+    roomy = Translator.from_checkpoint(run, device="cpu", registry=registry)
+    assert all(torch.equal(a, b) for a, b in zip(roomy(images), whole))  # 22 GiB here: nothing to tile
+
+    said: list[str] = []
+    probe = Translator.from_checkpoint(run, device="cpu", registry=registry)
+    probe.translate_batch(images[:1])  # measures the bytes per pixel (and finds enough memory)
+    per_pixel = probe._bytes_per_pixel
+    assert per_pixel is not None and per_pixel > 0
+    # Memory for about a 100x100 tile: half of the "available" bytes is the budget.
+    monkeypatch.setattr(translate_kit.inference, "available_bytes", lambda device: int(2 * per_pixel * 100**2))
+    tight = Translator.from_checkpoint(run, device="cpu", registry=registry, notify=said.append)
+    outputs = tight(images)
+    assert len(said) == 1 and "would need about" in said[0], said
+    tile = int(re.search(r"in (\d+)x\1 tiles", said[0]).group(1))
+    assert tile == 96  # the largest multiple of 32 below 100
+    explicit = Translator.from_checkpoint(run, device="cpu", registry=registry, tile=tile, overlap=64)(images)
+    assert all(o.shape == (3, 260, 300) and torch.equal(o, e) for o, e in zip(outputs, explicit))
+    assert any(not torch.equal(o, w) for o, w in zip(outputs, whole))  # a U-Net's tiles differ a little
 
 
 def test_docstring_examples():

@@ -10,7 +10,8 @@ returns outputs of that size times the method's scale (`Method.geometry`; 1 for 
   the right/bottom), up to the method's `size_multiple` (a U-Net with 8 levels needs multiples
   of 256), and the output is cropped back (by scale times the padding). Where an image is smaller than its padding, which
   reflection cannot fill, the border pixels are replicated instead;
-- very large images can be translated in tiles (`tile`, `overlap`), so memory stays bounded. In
+- very large images can be translated in tiles (`tile`, `overlap`), so memory stays bounded; an
+  image that would not fit the device's memory at once is tiled automatically (`auto_tile`). In
   each overlap one tile fades out as the next fades in (a raised cosine over the middle half of
   the overlap; a tile's outer quarter counts not at all), so no seam shows. The result equals the
   untiled one only for a network whose receptive field reaches less than a quarter of the
@@ -48,6 +49,7 @@ from translate_kit.build import autocast_dtype, build_method, select_device, use
 from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError
+from translate_kit.memory import available_bytes, peak_bytes
 from translate_kit.method import Method, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
@@ -59,6 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["Translator", "axis_windows", "expand_inputs", "tile_starts", "translate_files"]
 
 Mode = Literal["paper", "eval"]
+_PROBE_SIDE = 512  # side of the forward pass that measures a generator's bytes per pixel (auto_tile)
+# Share of the available memory an untiled image may use: the CPU's count (live tensors) misses the
+# allocator's own overhead and other programs need memory too; CUDA's is the allocator's exact peak.
+_MEMORY_SHARE = {"cpu": 0.5, "cuda": 0.8}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as `to_channels` uses for uint8 images
 
 
@@ -177,6 +183,13 @@ class Translator:
         overlap: minimum overlap of neighbouring tiles in pixels. Tile offsets stay multiples of
             `size_multiple`, so that the network's stride grid lines up with the untiled one's;
             the actual overlap can therefore be larger.
+        auto_tile: with `tile` None, translate an image in tiles anyway when it would not fit: when
+            its padded pixels (times the batch) times the generator's measured bytes per pixel
+            exceed half the memory available on the CPU (80 % of a CUDA device's free memory).
+            The bytes per pixel are measured once, on the first large image, by a forward pass at
+            512 pixels (`translate_kit.memory.peak_bytes`); tiles are then the largest multiple
+            of `size_multiple` that fits. `notify` is told once.
+        notify: called with one line of text when images are first tiled automatically.
         compile: run the generator through `torch.compile` with inductor's freezing (weights as
             constants: batch norm folded, convolution weights pre-packed, element-wise work
             fused). The first image of each new size waits for a compilation (seconds to a minute
@@ -209,6 +222,8 @@ class Translator:
         tile: int | None = None,
         overlap: int = 64,
         compile: bool = False,
+        auto_tile: bool = True,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         if mode not in ("paper", "eval"):
             raise InferenceError(f"Expected mode 'paper' or 'eval', got {mode!r}.")
@@ -234,7 +249,9 @@ class Translator:
         elif overlap < 0:
             raise InferenceError(f"Expected overlap >= 0, got {overlap}.")
         self.tile, self.overlap = tile, overlap
-        self.compile = compile
+        self.compile, self.auto_tile, self.notify = compile, auto_tile, notify
+        self._bytes_per_pixel: float | None = None  # measured on the first large image (auto_tile)
+        self._told = False
 
         self.channels_last = uses_channels_last(recipe.train.memory_format, self.device)
         self.autocast_dtype = autocast_dtype(recipe.train.precision, self.device)
@@ -273,7 +290,8 @@ class Translator:
                 installed plugins).
             use_ema: translate with the moving averages of the weights (`train.ema_decay`) when
                 the checkpoint has them; False: the trained weights themselves.
-            **options: `seed`, `batch_size`, `tile`, `overlap`, `compile` (see the class docstring).
+            **options: `seed`, `batch_size`, `tile`, `overlap`, `compile`, `auto_tile`, `notify`
+                (see the class docstring).
 
         Raises:
             CheckpointError: the file is missing, not a translate-kit checkpoint, its recipe does not
@@ -406,10 +424,12 @@ class Translator:
     def _translate_chunk(self, x: torch.Tensor, first_index: int) -> list[torch.Tensor]:
         height, width = x.shape[-2:]
         ph, pw = self.geometry.padded(height), self.geometry.padded(width)
-        tiled = self.tile is not None and max(ph, pw) > self.tile
-        if tiled:  # the whole image stays where it is (the CPU for files); only tiles visit the device
+        tile = self.tile if self.tile is not None or not self.auto_tile else self._automatic_tile(ph, pw, len(x))
+        if tile is not None and max(ph, pw) > tile:
+            # The whole image stays where it is (the CPU for files); only tiles visit the device.
             x = self._prepare(x, x.device)
-            return [self._with_seed(first_index + i, self._tiled, x[i : i + 1], ph, pw)[0] for i in range(len(x))]
+            return [self._with_seed(first_index + i, self._tiled, x[i : i + 1], ph, pw, tile)[0]
+                    for i in range(len(x))]
         padded, (top, left) = _pad(self._prepare(x, self.device), ph, pw)
         if self.mode == "paper":  # batch statistics of one image each, as the paper tests
             parts = [self._with_seed(first_index + i, self._forward, padded[i : i + 1]) for i in range(len(x))]
@@ -461,18 +481,51 @@ class Translator:
             self._folded = (key, compiled_nets(runner) if self.compile else runner)
         return self._folded[1]
 
-    def _tiled(self, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    def _automatic_tile(self, ph: int, pw: int, count: int) -> int | None:
+        """The tile size for `count` padded `ph` x `pw` images that would not fit the device's
+        memory at once, or None when they fit (see `auto_tile` in the class docstring)."""
+        probe = self.geometry.padded(max(self.min_size, _PROBE_SIDE))
+        per_pass = count if self.mode == "eval" else 1  # paper mode runs one image at a time
+        pixels = ph * pw * per_pass
+        if pixels <= 4 * probe * probe:  # small images: not worth measuring
+            return None
+        free = available_bytes(self.device)
+        if free is None:
+            return None
+        budget = free * _MEMORY_SHARE.get(self.device.type, 0.5)
+        if self._bytes_per_pixel is None:
+            x = torch.zeros(1, self.in_channels, probe, probe, device=self.device)
+            self._runner()  # the eval-mode copy of the weights is made before, not counted as activations
+            devices = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # paper mode's dropout must not move the caller's stream
+                self._bytes_per_pixel = peak_bytes(lambda: self._forward(x), self.device) / probe**2
+        if self._bytes_per_pixel * pixels <= budget:
+            return None
+        m = self.size_multiple
+        side = math.isqrt(int(budget / (self._bytes_per_pixel * (self.batch_size if self.mode == "eval" else 1))))
+        tile = max(side // m * m, self.geometry.padded(self.min_size))
+        if not self._told and self.notify is not None:
+            self._told = True
+            self.notify(
+                f"A {pw}x{ph} input (padded) would need about {self._bytes_per_pixel * pixels / 2**30:.1f} GiB on "
+                f"{self.device}, more than the {budget / 2**30:.1f} GiB it can use, so large images are translated in "
+                f"{tile}x{tile} tiles blended over {min(self.overlap, tile // 2)} pixels (--tile sets the size, "
+                "--no-auto-tile turns this off)."
+            )
+        return tile
+
+    def _tiled(self, x: torch.Tensor, ph: int, pw: int, tile: int) -> torch.Tensor:
         """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8.
 
         Tiles are placed in input pixels; their outputs, `scale` times larger, are blended in
         output pixels with windows over the scaled overlaps."""
-        assert self.tile is not None
         height, width = x.shape[-2:]
         padded, (top, left) = _pad(x, ph, pw)
         m, s = self.size_multiple, self.scale
-        th, tw = min(self.tile, ph), min(self.tile, pw)
+        th, tw = min(tile, ph), min(tile, pw)
+        overlap = min(self.overlap, tile // 2)  # an automatic tile may be smaller than the set overlap
         # Offsets stay multiples of size_multiple: the stride grid then matches the untiled one.
-        step_h, step_w = (max(m, (t - self.overlap) // m * m) for t in (th, tw))
+        step_h, step_w = (max(m, (t - overlap) // m * m) for t in (th, tw))
         ys, xs = tile_starts(ph, th, step_h), tile_starts(pw, tw, step_w)
         wy = dict(zip(ys, (w.to(x.device) for w in axis_windows([s * y for y in ys], s * th))))
         wx = dict(zip(xs, (w.to(x.device) for w in axis_windows([s * x0 for x0 in xs], s * tw))))

@@ -56,6 +56,11 @@ def translate(
                      "model's size multiple, e.g. 256 or 512 for a U-Net 256), blended where they overlap."),
     ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Minimum overlap of neighbouring tiles, in pixels.")] = 64,
+    auto_tile: Annotated[
+        bool,
+        typer.Option("--auto-tile/--no-auto-tile", help="Without --tile, translate an image that would not fit "
+                     "the device's memory at once in tiles of the largest size that fits (said once)."),
+    ] = True,
     compile: Annotated[
         bool,
         typer.Option("--compile", help="Compile the generator (torch.compile with freezing): a wait for each new "
@@ -77,6 +82,7 @@ def translate(
     translator = Translator.from_checkpoint(
         checkpoint, device=device, mode=mode.value, registry=state.registry,
         seed=seed, batch_size=batch_size, tile=tile, overlap=overlap, compile=compile, use_ema=ema,
+        auto_tile=auto_tile, notify=lambda line: console.print(f"[yellow]{line}", highlight=False),
     )
     console.print(
         f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}"
