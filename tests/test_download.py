@@ -1,7 +1,8 @@
 """Dataset download: a local HTTP server stands in for the real one; no test touches the network.
 
-The "facades" entry of DATASETS is shrunk per test (a few 32x16 images) with monkeypatch, so the
-code paths are the real ones while the archive stays tiny.
+The "facades" and "cyclegan/horse2zebra" entries of DATASETS are shrunk per test (a few tiny images)
+with monkeypatch or passed as specs, so the code paths are the real ones while the archives stay
+tiny: a .tar.gz in the pix2pix layout, a .zip in the CycleGAN layout.
 """
 
 from __future__ import annotations
@@ -10,18 +11,29 @@ import dataclasses
 import io
 import re
 import socket
+import stat
+import struct
 import tarfile
 import threading
+import zipfile
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
-from torchvision.io import encode_jpeg
+from torchvision.io import decode_image, encode_jpeg, encode_png, read_file
 
 from translate_kit.data import download
-from translate_kit.data.download import DatasetSpec, download_dataset, verify_dataset
+from translate_kit.data.download import (
+    DATASETS,
+    DatasetSpec,
+    download_dataset,
+    get_spec,
+    prepare_cityscapes,
+    verify_dataset,
+)
 from translate_kit.errors import DataError
 
 TINY_SPLITS = {"train": 3, "val": 1, "test": 2}
@@ -61,6 +73,7 @@ class Server:
         self.ranges: list[str | None] = []  # the Range header of every request, None when absent
         self.honour_range = True
         self.break_after: int | None = None  # send only this many body bytes, then hang up
+        self.break_once = False  # hang up only on the first request, then serve normally
         self.url = ""
 
     def serve(self, data: bytes, path: str = "/facades.tar.gz") -> str:
@@ -102,6 +115,8 @@ class Handler(BaseHTTPRequestHandler):
         if state.break_after is not None:
             body = body[: state.break_after]
             self.close_connection = True
+            if state.break_once:
+                state.break_after = None
         self.wfile.write(body)
 
 
@@ -266,7 +281,7 @@ def test_unsafe_member_is_refused(tmp_path, server, tiny_facades, evil):
     assert evil in str(info.value)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "data" / "facades").exists()
     assert not Path("/tmp/translate_kit_evil.txt").exists()
-    assert [p.name for p in (tmp_path / "data").iterdir()] == ["facades.tar.gz"], "no temp folder left"
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["facades.tar.gz.bad"], "kept as .bad, no temp left"
 
 
 def test_missing_split_is_named(tmp_path, server, tiny_facades):
@@ -349,3 +364,377 @@ def test_cli_download_with_progress_and_offline_error(tmp_path, server, tiny_fac
     result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--root", str(tmp_path / "b"), "--url", url])
     assert result.exit_code == 1 and url in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+# ------------------------------------------------------------------------------------------------
+# The catalogue: every set of the reference scripts, with consistent specs
+
+PIX2PIX_REFERENCE = {"cityscapes", "night2day", "edges2handbags", "edges2shoes", "facades", "maps"}
+CYCLEGAN_REFERENCE = {
+    "apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo", "cezanne2photo", "ukiyoe2photo",
+    "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower",
+}
+
+
+def test_catalogue_holds_every_set_of_the_reference_scripts():
+    assert {s.name for s in DATASETS.values() if s.family == "pix2pix"} == PIX2PIX_REFERENCE
+    cyclegan = {s.name for s in DATASETS.values() if s.family == "cyclegan"}
+    assert cyclegan == {f"cyclegan/{n}" for n in CYCLEGAN_REFERENCE}
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_spec_is_consistent(name):
+    spec = DATASETS[name]
+    assert get_spec(name) is spec and spec.folder == spec.name and spec.source and spec.domains
+    assert all(n is None or n > 0 for n in spec.splits.values())
+    if spec.family == "pix2pix":
+        assert get_spec(f"pix2pix/{name}") is spec
+        width, height = spec.image_size
+        assert width == 2 * height, "pix2pix images are A|B side by side"
+        expected_url = f"http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+    else:
+        assert list(spec.splits) == ["trainA", "trainB", "testA", "testB"] and spec.image_size is None
+        expected_url = f"http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name.split('/')[1]}.zip"
+    if name == "cityscapes":
+        assert spec.url is None and "cityscapes-dataset.com" in spec.manual
+    else:
+        assert spec.url == expected_url and spec.approx_mib and spec.archive.endswith(expected_url.rsplit("/", 1)[1])
+
+
+def test_fixed_image_sizes_of_the_pix2pix_sets():
+    sizes = {name: DATASETS[name].image_size for name in PIX2PIX_REFERENCE}
+    assert sizes == {"facades": (512, 256), "maps": (1200, 600), "edges2shoes": (512, 256),
+                     "edges2handbags": (512, 256), "night2day": (512, 256), "cityscapes": (512, 256)}
+
+
+def test_names_shared_by_both_families_resolve_to_pix2pix_unless_prefixed():
+    for name in ("facades", "maps", "cityscapes"):
+        assert get_spec(name).family == "pix2pix" and get_spec(f"cyclegan/{name}").family == "cyclegan"
+        assert get_spec(name).folder != get_spec(f"cyclegan/{name}").folder
+    with pytest.raises(DataError, match=r"Did you mean 'cyclegan/horse2zebra'\? CycleGAN sets are named cyclegan/NAME"):
+        get_spec("horse2zebra")
+
+
+# ------------------------------------------------------------------------------------------------
+# A CycleGAN set: a .zip with trainA/trainB/testA/testB
+
+TINY_AB = {"trainA": 3, "trainB": 2, "testA": 1, "testB": 2}
+
+
+def png(width: int = 24, height: int = 24, seed: int = 0) -> bytes:
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return bytes(encode_png(image).tolist())
+
+
+def make_zip(
+    splits: dict[str, int] = TINY_AB, *, top: str = "horse2zebra", extra: dict[str, bytes] | None = None
+) -> bytes:
+    """A .zip in the CycleGAN layout, stored uncompressed; images of varying size, one of them a PNG."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for split, n in splits.items():
+            zf.writestr(f"{top}/{split}/", b"")
+            for i in range(1, n + 1):
+                if split == "trainB" and i == 1:
+                    zf.writestr(f"{top}/{split}/{i}.png", png(seed=i))
+                else:
+                    zf.writestr(f"{top}/{split}/n0238_{i}.jpg", jpeg(24 + i, 24, seed=i))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def tiny_horse2zebra(monkeypatch, server) -> DatasetSpec:
+    """The real cyclegan/horse2zebra entry, pointed at the local server and expecting a tiny layout."""
+    spec = dataclasses.replace(DATASETS["cyclegan/horse2zebra"], url=server.url + "/horse2zebra.zip", splits=TINY_AB)
+    monkeypatch.setitem(download.DATASETS, "cyclegan/horse2zebra", spec)
+    return spec
+
+
+@pytest.fixture
+def no_retry_wait(monkeypatch):
+    monkeypatch.setattr(download, "_RETRY_DELAY", 0.0)
+
+
+def assert_tiny_cyclegan(folder: Path) -> None:
+    assert {split: len(list((folder / split).iterdir())) for split in TINY_AB} == TINY_AB
+
+
+def test_cyclegan_zip_downloads_into_its_family_folder(tmp_path, server, tiny_horse2zebra):
+    archive = make_zip()
+    server.serve(archive, "/horse2zebra.zip")
+    seen = []
+    folder = download_dataset(tiny_horse2zebra, tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert folder == tmp_path / "cyclegan" / "horse2zebra"
+    assert_tiny_cyclegan(folder)
+    assert (folder / "trainB" / "1.png").is_file()
+    assert seen[-1] == (len(archive), len(archive)) and server.ranges == [None]
+    assert [p.name for p in (tmp_path / "cyclegan").iterdir()] == ["horse2zebra"], "no archive or temp left"
+    assert verify_dataset(tiny_horse2zebra, folder) == TINY_AB
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "cyclegan"])
+def test_interrupted_download_resumes_within_one_call(tmp_path, server, tiny_facades, tiny_horse2zebra, no_retry_wait,
+                                                      family):
+    spec = tiny_facades if family == "pix2pix" else tiny_horse2zebra
+    archive = make_archive() if family == "pix2pix" else make_zip()
+    server.serve(archive, "/facades.tar.gz" if family == "pix2pix" else "/horse2zebra.zip")
+    server.break_after, server.break_once = len(archive) // 2, True
+    folder = download_dataset(spec, tmp_path, timeout=5, retries=1, keep_archive=True)
+    assert server.ranges == [None, f"bytes={len(archive) // 2}-"]
+    assert (tmp_path / spec.archive).read_bytes() == archive
+    (assert_tiny_dataset if family == "pix2pix" else assert_tiny_cyclegan)(folder)
+
+
+def test_retries_give_up_with_the_transfer_error(tmp_path, server, tiny_horse2zebra, no_retry_wait):
+    archive = make_zip()
+    url = server.serve(archive, "/horse2zebra.zip")
+    server.break_after = 100  # every request hangs up after 100 bytes
+    with pytest.raises(DataError, match="broke off|ended after") as info:
+        download_dataset(tiny_horse2zebra, tmp_path, timeout=5, retries=2)
+    assert url in str(info.value) and len(server.ranges) == 3
+    assert (tmp_path / "cyclegan" / "horse2zebra.zip.part").read_bytes() == archive[:300], "each retry resumed"
+
+
+def test_corrupt_zip_is_refused_kept_as_bad_and_fetched_afresh(tmp_path, server, tiny_horse2zebra):
+    archive = make_zip()
+    first = jpeg(25, 24, seed=1)
+    start = archive.index(first)
+    damaged = archive[: start + 50] + bytes([archive[start + 50] ^ 0xFF]) + archive[start + 51 :]
+    server.serve(damaged, "/horse2zebra.zip")
+    with pytest.raises(DataError, match="damaged") as info:
+        download_dataset(tiny_horse2zebra, tmp_path)
+    bad = tmp_path / "cyclegan" / "horse2zebra.zip.bad"
+    assert str(bad) in str(info.value) and bad.read_bytes() == damaged
+    assert not (tmp_path / "cyclegan" / "horse2zebra").exists()
+    server.serve(archive, "/horse2zebra.zip")
+    assert_tiny_cyclegan(download_dataset(tiny_horse2zebra, tmp_path))
+
+
+def test_truncated_tar_is_refused(tmp_path, server, tiny_facades):
+    server.serve(make_archive()[:-200])
+    with pytest.raises(DataError, match="damaged"):
+        download_dataset("facades", tmp_path)
+    assert (tmp_path / "facades.tar.gz.bad").is_file() and not (tmp_path / "facades").exists()
+
+
+def test_cyclegan_archive_with_the_wrong_layout_is_refused(tmp_path, server, tiny_horse2zebra):
+    server.serve(make_zip({"train": 3, "test": 2}), "/horse2zebra.zip")  # a pix2pix-style layout
+    with pytest.raises(DataError, match=r"does not hold the cyclegan/horse2zebra dataset: the split folder .*trainA"):
+        download_dataset(tiny_horse2zebra, tmp_path)
+    assert (tmp_path / "cyclegan" / "horse2zebra.zip.bad").is_file()
+
+
+def test_wrong_count_in_zip_is_named(tmp_path, server, tiny_horse2zebra):
+    server.serve(make_zip({**TINY_AB, "testB": 1}), "/horse2zebra.zip")
+    with pytest.raises(DataError, match=r"testB holds 1 \.jpg/\.jpeg/\.png files, expected 2"):
+        download_dataset(tiny_horse2zebra, tmp_path)
+
+
+@pytest.mark.parametrize("evil", ["horse2zebra/../../evil.txt", "/tmp/translate_kit_evil_zip.txt", "C:/evil.txt"])
+def test_unsafe_zip_member_is_refused(tmp_path, server, tiny_horse2zebra, evil):
+    server.serve(make_zip(extra={evil: b"gotcha"}), "/horse2zebra.zip")
+    with pytest.raises(DataError, match="Refusing to unpack") as info:
+        download_dataset(tiny_horse2zebra, tmp_path / "data")
+    assert evil in str(info.value)
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/translate_kit_evil_zip.txt").exists()
+    assert [p.name for p in (tmp_path / "data" / "cyclegan").iterdir()] == ["horse2zebra.zip.bad"]
+
+
+def test_links_are_refused_in_zip_and_tar(tmp_path, server, tiny_facades, tiny_horse2zebra):
+    buffer = io.BytesIO(make_zip())
+    with zipfile.ZipFile(buffer, "a") as zf:
+        link = zipfile.ZipInfo("horse2zebra/trainA/link.jpg")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    server.serve(buffer.getvalue(), "/horse2zebra.zip")
+    with pytest.raises(DataError, match="is a link"):
+        download_dataset(tiny_horse2zebra, tmp_path)
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in [(f"facades/{s}/{i}.jpg", jpeg()) for s, n in TINY_SPLITS.items() for i in range(1, n + 1)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("facades/train/4.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+        tar.addfile(link)
+    server.serve(buffer.getvalue())
+    with pytest.raises(DataError, match="is a link to '../../../../etc/passwd'"):
+        download_dataset("facades", tmp_path)
+
+
+def test_split_of_unknown_count_must_hold_images(tmp_path, server, tiny_facades):
+    spec = dataclasses.replace(tiny_facades, splits={"train": 3, "val": None, "test": None})
+    server.serve(make_archive({"train": 3, "val": 1, "test": 0}, extra={"facades/test/README": b"empty"}))
+    with pytest.raises(DataError, match=r"test holds no \.jpg files"):
+        download_dataset(spec, tmp_path)
+    server.serve(make_archive({"train": 3, "val": 5, "test": 2}))
+    (tmp_path / "facades.tar.gz.bad").unlink()
+    assert verify_dataset(spec, download_dataset(spec, tmp_path)) == {"train": 3, "val": 5, "test": 2}
+
+
+def test_offline_cyclegan_error_names_the_url_and_the_way_out(tmp_path, tiny_horse2zebra):
+    url = f"http://127.0.0.1:{closed_port()}/horse2zebra.zip"
+    with pytest.raises(DataError) as info:
+        download_dataset(tiny_horse2zebra, tmp_path, url=url, timeout=5, retries=3)
+    message = str(info.value)
+    assert url in message and "offline" in message and "--url" in message and "file://" in message
+    assert "horse2zebra.zip" in message and str(tmp_path / "cyclegan" / "horse2zebra") in message
+
+
+# ------------------------------------------------------------------------------------------------
+# Cityscapes: manual steps, and the pairs built from tiny fake official folders
+
+
+def test_cityscapes_gives_the_manual_steps_without_touching_the_network(tmp_path, server):
+    with pytest.raises(DataError) as info:
+        download_dataset("cityscapes", tmp_path / "data")
+    message = str(info.value)
+    for needed in ("licence", "cityscapes-dataset.com", "gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip",
+                   f"tkit data prepare-cityscapes ~/cityscapes --root {tmp_path / 'data'}", "--url"):
+        assert needed in message
+    assert server.ranges == [] and not (tmp_path / "data").exists()
+
+
+def rgba_png(image: torch.Tensor) -> bytes:
+    """A (4, H, W) uint8 image as an RGBA PNG, which torchvision cannot encode (gtFine_color.png is RGBA)."""
+    _, height, width = image.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = image.permute(1, 2, 0).contiguous().numpy()
+    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+ROAD, CAR = (128, 64, 128), (0, 0, 142)  # two Cityscapes label colours
+
+
+def fake_cityscapes(root: Path, cities: dict[str, dict[str, int]]) -> list[tuple[int, int, int]]:
+    """Official-style leftImg8bit/ and gtFine/ folders with 64x32 photos of one flat colour each."""
+    colours = []
+    for split, per_city in cities.items():
+        for city, n in per_city.items():
+            for k in range(n):
+                stem = f"{city}_{k:06d}_000019"
+                colour = (20 + 40 * len(colours), 100, 200)
+                colours.append(colour)
+                photo = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 64).contiguous()
+                label = torch.empty(4, 32, 64, dtype=torch.uint8)
+                label[:3, :, :32] = torch.tensor(ROAD, dtype=torch.uint8).view(3, 1, 1)
+                label[:3, :, 32:] = torch.tensor(CAR, dtype=torch.uint8).view(3, 1, 1)
+                label[3] = 255
+                photos, labels = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
+                photos.mkdir(parents=True, exist_ok=True)
+                labels.mkdir(parents=True, exist_ok=True)
+                (photos / f"{stem}_leftImg8bit.png").write_bytes(bytes(encode_png(photo).tolist()))
+                (labels / f"{stem}_gtFine_color.png").write_bytes(rgba_png(label))
+                (labels / f"{stem}_gtFine_labelIds.png").write_bytes(png(64, 32))  # ignored
+                (labels / f"{stem}_gtFine_polygons.json").write_text("{}")  # ignored
+    return colours
+
+
+@pytest.fixture
+def tiny_cityscapes(monkeypatch) -> DatasetSpec:
+    spec = dataclasses.replace(DATASETS["cityscapes"], splits={"train": 3, "val": 1})
+    monkeypatch.setitem(download.DATASETS, "cityscapes", spec)
+    return spec
+
+
+def close(pixel: torch.Tensor, colour: tuple[int, int, int], tolerance: int = 12) -> bool:
+    return bool((pixel.int() - torch.tensor(colour)).abs().max() <= tolerance)
+
+
+def test_prepare_cityscapes_builds_side_by_side_pairs(tmp_path, tiny_cityscapes):
+    colours = fake_cityscapes(tmp_path / "cs", {"train": {"bremen": 1, "aachen": 2}, "val": {"lindau": 1}})
+    folder = prepare_cityscapes(tmp_path / "cs", tmp_path / "data", size=16, spec=tiny_cityscapes)
+    assert folder == tmp_path / "data" / "cityscapes"
+    assert verify_dataset(dataclasses.replace(tiny_cityscapes, image_size=(32, 16)), folder) == {"train": 3, "val": 1}
+    # Numbered in sorted order: aachen_000000, aachen_000001, bremen_000000, then val's lindau.
+    expected = {"train/1.jpg": colours[1], "train/2.jpg": colours[2], "train/3.jpg": colours[0],
+                "val/1.jpg": colours[3]}
+    for name, colour in expected.items():
+        pair = decode_image(read_file(str(folder / name)))
+        assert pair.shape == (3, 16, 32)
+        assert close(pair[:, 8, 4], colour), "photo (A) on the left"
+        assert close(pair[:, 8, 18], ROAD) and close(pair[:, 8, 29], CAR), "colour labels (B) on the right"
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["cityscapes"], "no temp folder left"
+
+
+def test_prepared_cityscapes_counts_as_downloaded(tmp_path, tiny_cityscapes):
+    fake_cityscapes(tmp_path / "cs", {"train": {"aachen": 3}, "val": {"lindau": 1}})
+    folder = prepare_cityscapes(tmp_path / "cs", tmp_path)  # the default 256: 512x256 pairs, as the spec says
+    assert download_dataset("cityscapes", tmp_path) == folder
+
+
+def test_prepare_cityscapes_names_what_is_missing(tmp_path, tiny_cityscapes):
+    with pytest.raises(DataError, match=r"leftImg8bit does not exist\. Unzip leftImg8bit_trainvaltest\.zip"):
+        prepare_cityscapes(tmp_path, tmp_path / "out")
+    fake_cityscapes(tmp_path / "cs", {"train": {"aachen": 3}, "val": {"lindau": 1}})
+    (tmp_path / "cs" / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_color.png").unlink()
+    with pytest.raises(DataError, match=r"lindau_000000_000019_gtFine_color\.png \(the label map of"):
+        prepare_cityscapes(tmp_path / "cs", tmp_path / "out")
+    fake_cityscapes(tmp_path / "few", {"train": {"aachen": 1}, "val": {"lindau": 1}})  # 1 train pair, 3 expected
+    with pytest.raises(DataError, match=r"do not give the complete cityscapes set: .*train holds 1 \.jpg files"):
+        prepare_cityscapes(tmp_path / "few", tmp_path / "out", size=16)
+    assert not (tmp_path / "out" / "cityscapes").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line: every set listed, CycleGAN and Cityscapes paths, errors as one paragraph
+
+
+def invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from translate_kit.cli import make_app
+
+    return CliRunner().invoke(make_app(), list(args), env={"COLUMNS": "200"})
+
+
+def test_cli_list_and_help_show_every_set_with_its_family():
+    listed, helped = invoke("data", "list"), invoke("data", "download", "--help")
+    assert listed.exit_code == 0 and helped.exit_code == 0, listed.output + helped.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if line.count("│") > 3}
+    for spec in DATASETS.values():
+        assert spec.family in rows[spec.name] and str(next(iter(spec.splits.values())) or "?") in rows[spec.name]
+        line = next(line for line in helped.output.splitlines() if line.strip().startswith(f"{spec.name} "))
+        assert spec.family in line and spec.source in line
+    assert "8.0 GiB" in helped.output and "manual" in helped.output and "29 MiB" in helped.output
+
+
+def test_cli_downloads_a_cyclegan_set_with_resume(tmp_path, server, tiny_horse2zebra, no_retry_wait):
+    archive = make_zip()
+    server.serve(archive, "/horse2zebra.zip")
+    server.break_after, server.break_once = 300, True
+    result = invoke("data", "download", "cyclegan/horse2zebra", "--root", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "cyclegan/horse2zebra is ready" in result.output and server.ranges == [None, "bytes=300-"]
+    assert_tiny_cyclegan(tmp_path / "cyclegan" / "horse2zebra")
+
+
+def test_cli_cityscapes_prints_the_steps_and_exits_1(tmp_path):
+    result = invoke("data", "download", "cityscapes", "--root", str(tmp_path))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Error: Cityscapes cannot be downloaded automatically" in result.output
+    assert "gtFine_trainvaltest.zip" in result.output and "Traceback" not in result.output
+
+
+def test_cli_prepare_cityscapes(tmp_path, tiny_cityscapes):
+    fake_cityscapes(tmp_path / "cs", {"train": {"aachen": 3}, "val": {"lindau": 1}})
+    result = invoke("data", "prepare-cityscapes", str(tmp_path / "cs"), "--root", str(tmp_path / "data"))
+    assert result.exit_code == 0, result.output
+    assert "cityscapes is ready" in result.output
+    assert verify_dataset("cityscapes", tmp_path / "data" / "cityscapes") == {"train": 3, "val": 1}
+    result = invoke("data", "prepare-cityscapes", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "leftImg8bit does not exist" in result.output
+
+
+def test_cli_unknown_name_suggests_the_cyclegan_one():
+    result = invoke("data", "download", "horse2zebra")
+    assert result.exit_code == 1 and "Did you mean 'cyclegan/horse2zebra'?" in result.output

@@ -1,4 +1,4 @@
-"""`tkit data`: get datasets: download the public ones, or synthesise facades offline."""
+"""`tkit data`: get datasets: download the public ones, build Cityscapes, or synthesise facades offline."""
 
 from __future__ import annotations
 
@@ -7,36 +7,92 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from translate_kit.cli.common import cli_command
+from translate_kit.data.download import DATASETS, DatasetSpec
 from translate_kit.progress import make_progress
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Download or synthesise datasets.", no_args_is_help=True)
+app = typer.Typer(help="Download, build or synthesise datasets.", no_args_is_help=True)
 
 
-@app.command("download")
+def _size(spec: DatasetSpec) -> str:
+    if spec.url is None:
+        return "manual"
+    if spec.approx_mib is None:
+        return "?"
+    return f"{spec.approx_mib / 1024:.1f} GiB" if spec.approx_mib >= 1024 else f"{spec.approx_mib:.0f} MiB"
+
+
+def _catalogue() -> str:
+    width = max(len(name) for name in DATASETS)
+    lines = [f"{spec.name:<{width}}  {spec.family:<8}  {_size(spec):>7}  {spec.source}" for spec in DATASETS.values()]
+    return (
+        "NAME is family/set, and pix2pix/ may be left out: `facades` is the paired pix2pix set, `cyclegan/facades` "
+        "the unpaired one. The name is also the folder under --root. Every set, with its family, archive size "
+        "and source (`tkit data list` adds the splits; docs/datasets.md the layouts):\n\n" + "\n".join(lines)
+    )
+
+
+@app.command("download", epilog=_catalogue())
 @cli_command
 def download(
-    name: Annotated[str, typer.Argument(help="Dataset name: facades.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. facades, maps, cyclegan/horse2zebra (see below).")],
     root: Annotated[Path, typer.Option(help="Folder the dataset folder is created in.")] = Path("data"),
     url: Annotated[
-        Optional[str], typer.Option(help="Download from this address instead (a mirror, or a file:// URL).")
+        Optional[str], typer.Option(help="Download from this address instead (a mirror, a file:// URL or a path).")
     ] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Resume a transfer that breaks off up to this many times.")] = 3,
 ) -> None:
-    """Download and verify a public dataset (resumes a partial download)."""
+    """Download, unpack and verify a public pix2pix or CycleGAN dataset (resumes a partial download)."""
     from translate_kit.data.download import download_dataset
 
     console = Console()
     with make_progress(console, bytes_mode=True) as progress:
-        task = progress.add_task(f"download {name}", total=None, stats="")
+        tasks = []  # the bar appears with the first byte: a set already there or refused shows none
 
         def on_bytes(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
+            if not tasks:
+                tasks.append(progress.add_task(f"download {name}", total=total, stats=""))
+            progress.update(tasks[0], completed=done, total=total)
 
-        folder = download_dataset(name, root, url=url, progress=on_bytes)
+        folder = download_dataset(name, root, url=url, progress=on_bytes, retries=retries)
     console.print(f"{name} is ready in {folder}")
+
+
+@app.command("list")
+@cli_command
+def list_datasets() -> None:
+    """Show every dataset `tkit data download` knows: family, archive size, splits, image size, source."""
+    table = Table(title="tkit data download NAME", show_lines=True)
+    for column in ("name", "family", "size", "splits (images)", "image", "A | B", "source and terms"):
+        table.add_column(column, overflow="fold")
+    for spec in DATASETS.values():
+        splits = ", ".join(f"{split} {'?' if n is None else n}" for split, n in spec.splits.items())
+        image = "x".join(map(str, spec.image_size)) if spec.image_size else "varies"
+        table.add_row(spec.name, spec.family, _size(spec), splits, image, spec.domains, spec.source)
+    console = Console()
+    console.print(table)
+    console.print("? = count not verified (the split must hold images). manual = no public archive: "
+                  "`tkit data download NAME` prints the steps.")
+
+
+@app.command("prepare-cityscapes")
+@cli_command
+def prepare_cityscapes(
+    source: Annotated[Path, typer.Argument(help="Folder holding leftImg8bit/ and gtFine/ from the official zips.")],
+    root: Annotated[Path, typer.Option(help="Folder to write cityscapes/{train,val} into.")] = Path("data"),
+) -> None:
+    """Build the pix2pix Cityscapes pairs (512x256, photo | colour labels) from the official files."""
+    from translate_kit.data.download import prepare_cityscapes as prepare
+
+    console = Console()
+    with make_progress(console) as progress:
+        task = progress.add_task("prepare cityscapes", total=None, stats="")
+        folder = prepare(source, root, on_image=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"cityscapes is ready in {folder}. Direction BtoA is labels -> photo.")
 
 
 @app.command("synth-facades")
