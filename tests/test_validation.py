@@ -7,8 +7,10 @@ import json
 import pytest
 import torch
 from conftest import RECIPES, quick_overrides
-from test_train import TINY_UNET, weights
+from test_fid import weights as weights  # noqa: F401  (a fixture)
+from test_train import TINY_UNET
 from test_train import make_trainer as train_make_trainer
+from test_train import weights as trained_weights
 
 from translate_kit.errors import DataError, RecipeError
 from translate_kit.eval.evaluate import EvalOptions, eval_dataset, evaluate
@@ -65,11 +67,11 @@ def test_resume_keeps_the_scores_and_the_best_and_stays_exact(registry, pm, tiny
     resumed.fit()
     assert resumed.validation.records == straight.validation.records
     assert resumed.validation.best == straight.validation.best
-    expected, got = weights(straight), weights(resumed)
+    expected, got = trained_weights(straight), trained_weights(resumed)
     assert all(torch.equal(expected[k], got[k]) for k in expected)  # validating moved no random stream
     plain = train_make_trainer(registry, pm, tiny_facades, tmp_path / "c", steps=6)
     plain.fit()
-    assert plain.validation is None and all(torch.equal(expected[k], v) for k, v in weights(plain).items())
+    assert plain.validation is None and all(torch.equal(expected[k], v) for k, v in trained_weights(plain).items())
     logged = [json.loads(line)["step"] for line in (resumed.run_dir / "validation.jsonl").read_text().splitlines()]
     assert logged == [2, 4, 6]
 
@@ -88,3 +90,17 @@ def test_validation_settings_that_cannot_work_are_refused_before_training(
 ):
     with pytest.raises(error, match=words):
         make_trainer(registry, pm, tiny_facades, tmp_path, *overrides)
+
+
+def test_validation_with_fid_keeps_the_lowest(registry, pm, tiny_facades, tmp_path, weights):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, f'train.eval_fid_weights="{weights.as_posix()}"',
+                           "train.eval_split=train", "train.eval_images=4", "train.best_metric=fid", steps=2)
+    trainer.fit()
+    [record] = trainer.validation.records
+    assert {"fid", "kid_mean", "kid_std"} <= set(record) and record["fid"] > 0
+    assert trainer.validation.direction == "min" and trainer.validation.best == {"step": 2, "value": record["fid"]}
+
+
+def test_fid_validation_of_a_single_image_is_refused(registry, pm, tiny_facades, tmp_path, weights):
+    with pytest.raises(DataError, match="at least 2 images"):
+        make_trainer(registry, pm, tiny_facades, tmp_path, f'train.eval_fid_weights="{weights.as_posix()}"')

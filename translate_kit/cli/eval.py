@@ -1,4 +1,4 @@
-"""`tkit eval`: score a trained model on a dataset split (per-pixel metrics and FCN-score)."""
+"""`tkit eval`: score a trained model on a dataset split (per-pixel metrics, FCN-score, FID and KID)."""
 
 from __future__ import annotations
 
@@ -69,10 +69,22 @@ def eval_command(
         Optional[Path],
         typer.Option(help="Folder for index.html and images (default: RUN/eval_<split> beside the checkpoints)."),
     ] = None,
+    fid: Annotated[
+        bool,
+        typer.Option("--fid", help="Also compute FID and KID between the outputs and the targets (pytorch-fid's "
+                     "Inception; needs its weights file, see --fid-weights, and torchmetrics)."),
+    ] = False,
+    fid_weights: Annotated[
+        Optional[Path],
+        typer.Option(help="pytorch-fid's Inception weights, pt_inception-2015-12-05-6726825d.pth (default: "
+                     "$TRANSLATE_KIT_FID_WEIGHTS, then the run's train.eval_fid_weights). Implies --fid.",
+                     show_default=False),
+    ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
     images: Annotated[bool, typer.Option(help="Write input/output/target images and the HTML page.")] = True,
 ) -> None:
-    """Translate a dataset split and print L1, MSE, PSNR, SSIM and, with --segmenter, the FCN-score.
+    """Translate a dataset split and print L1, MSE, PSNR, SSIM, with --segmenter the FCN-score, and with
+    --fid FID and KID.
 
     The FCN-score is for labels -> photo models: the segmenter labels the generated photos and the
     input label maps are the ground truth; the same segmenter on the real photos gives the ceiling.
@@ -80,7 +92,9 @@ def eval_command(
     import dataclasses
 
     from translate_kit.eval.evaluate import (
+        INCEPTION_KEYS,
         EvalOptions,
+        describe_inception,
         describe_protocol,
         eval_dataset,
         evaluate,
@@ -116,6 +130,12 @@ def eval_command(
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,
                                                                                             "root": data_root}))
     dataset = eval_dataset(recipe, state.registry, split, resize=protocol.resize)
+    fid_network = None
+    if fid or fid_weights is not None:
+        from translate_kit.eval.fid import load_fid_inception
+
+        fid_network = load_fid_inception(fid_weights, fallback=recipe.train.eval_fid_weights,
+                                         device=translator.device)
     seg = None
     if segmenter is not None:
         seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
@@ -125,7 +145,7 @@ def eval_command(
     with make_progress(console) as progress:
         task = progress.add_task("eval", total=total, stats="")
         report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
-                          checkpoint=str(checkpoint), segmenter=seg, protocol=protocol,
+                          checkpoint=str(checkpoint), segmenter=seg, protocol=protocol, fid_network=fid_network,
                           on_batch=lambda done: progress.update(task, completed=done))
 
     from rich.table import Table
@@ -134,8 +154,13 @@ def eval_command(
                   f"{describe_protocol(report.protocol)}")
     for key in report.pixel:
         table.add_column(key, justify="right")
-    table.add_row(*(_fmt(v) for v in report.pixel.values()))
+    inception = [report.inception[k] for k in INCEPTION_KEYS] if report.inception else []
+    for key in INCEPTION_KEYS[: len(inception)]:
+        table.add_column(key, justify="right")
+    table.add_row(*(_fmt(v) for v in [*report.pixel.values(), *inception]))
     console.print(table)
+    if report.inception:
+        console.print(f"FID and KID: {describe_inception(report.inception)}")
     if report.fcn:
         fcn = Table(title="FCN-score")
         for column in ("", "per-pixel acc.", "per-class acc.", "class IoU"):

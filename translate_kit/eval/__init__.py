@@ -1,7 +1,8 @@
 """Evaluation: per-pixel metrics, the FCN-score confusion matrix, label-map decoding.
 
 Everything streams batch by batch (`PixelMetrics`, `ConfusionMatrix`), so a split is never held in
-memory. Only torch is imported here.
+memory. Only torch is imported here. FID and KID live in `translate_kit.eval.fid` (`FIDInception`,
+`load_fid_inception`, `FIDKID`, `fid_kid`), which imports torchvision, and torchmetrics when used.
 """
 
 from translate_kit.eval.labels import (

@@ -6,6 +6,9 @@ compares those labels with the ground-truth label map (for labels -> photo, the 
 from one confusion matrix over the whole split. The same segmenter on the real photos gives the
 "ground truth" row: the ceiling every FCN-score is read against.
 
+With an FID network (`translate_kit.eval.fid`), FID and KID compare the Inception features of all
+generated outputs with those of all targets of the split.
+
 Everything streams: a batch is read, translated, scored and written before the next is read.
 Each batch goes through the method's own `prepare_batch` (as for sample pages: no jitter, a centre
 crop), so inputs and targets are what the method trains on: for pix2pix the pairs themselves, for
@@ -27,14 +30,17 @@ from torch.utils.data import DataLoader
 from translate_kit.data.jitter import from_unit_range, to_unit_range
 from translate_kit.data.loading import PreparedDataset, build_dataset, collate_items
 from translate_kit.errors import DataError, RecipeError
+from translate_kit.eval.fid import FIDKID
 from translate_kit.eval.labels import encode_palette
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
 from translate_kit.method import BatchSpec, EvalProtocol, PixelClassifier, test_time
 from translate_kit.pages import save_png
 
 __all__ = [
+    "INCEPTION_KEYS",
     "EvalOptions",
     "EvalReport",
+    "describe_inception",
     "describe_protocol",
     "eval_dataset",
     "evaluate",
@@ -42,6 +48,8 @@ __all__ = [
     "write_eval_page",
     "write_json",
 ]
+
+INCEPTION_KEYS = ("fid", "kid_mean", "kid_std")  # the split's figures of `EvalReport.inception`
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,7 @@ class EvalReport:
     protocol: dict[str, Any] = field(default_factory=dict)
     fcn: dict[str, Any] = field(default_factory=dict)
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    inception: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +85,7 @@ class EvalReport:
             "protocol": self.protocol,
             "pixel": self.pixel,
             "fcn": self.fcn,
+            "inception": self.inception,
             "per_image": self.per_image,
         }
 
@@ -113,6 +123,7 @@ def evaluate(
     segmenter: Any | None = None,
     on_batch: Callable[[int], None] | None = None,
     protocol: EvalProtocol | None = None,
+    fid_network: torch.nn.Module | None = None,
 ) -> EvalReport:
     """Translate `dataset` with `translator` and score it.
 
@@ -126,10 +137,14 @@ def evaluate(
         segmenter: a Translator whose method is a `PixelClassifier`; None skips the FCN-score.
         on_batch: called with the number of images done after each batch.
         protocol: how to present and score the images (default: the method's `eval_protocol()`).
+        fid_network: a `FIDInception` (`translate_kit.eval.fid.load_fid_inception`) for FID and KID
+            between the outputs and the targets; None skips them.
     """
     count = len(dataset) if not options.limit else min(options.limit, len(dataset))
     if count == 0:
         raise DataError(f"The {options.split} split holds no image to evaluate.")
+    if fid_network is not None and count < 2:
+        raise DataError(f"FID and KID need at least 2 images; the {options.split} split gives {count} to evaluate.")
     protocol = protocol if protocol is not None else translator.method.eval_protocol()
     subset = torch.utils.data.Subset(dataset, range(count))
     batch_size = options.batch_size if protocol.resize else 1  # stored sizes differ
@@ -146,6 +161,7 @@ def evaluate(
     if palette is not None:
         generated = ConfusionMatrix(palette.num_classes, class_names=palette.names)
         real = ConfusionMatrix(palette.num_classes, class_names=palette.names)
+    fid_kid = FIDKID(fid_network) if fid_network is not None else None
     rows: list[dict[str, Any]] = []
     grey_names: list[str] = []
     done = 0
@@ -165,6 +181,9 @@ def evaluate(
         if protocol.color == "y" and "grey" in batch:
             grey_names += [name for name, grey in zip(batch["name"], batch["grey"]) if grey]
         metrics = [{k: v[i].item() for k, v in values.items()} for i in range(len(outputs))]
+        if fid_kid is not None:  # the PNGs' values, as for the pixel metrics
+            fid_kid.update(outputs.float() / 255, real=False)
+            fid_kid.update(targets.float() / 255, real=True)
         extra: list[dict[str, Any]] = [{} for _ in outputs]
         if segmenter is not None:  # labels -> photo: the input is the label map, the target the photo
             true = segmenter.method.decode_labels(inputs)
@@ -191,8 +210,13 @@ def evaluate(
     fcn: dict[str, Any] = {}
     if segmenter is not None:
         fcn = {"generated": generated.compute().to_dict(), "ground_truth": real.compute().to_dict()}
+    inception: dict[str, Any] = {}
+    if fid_kid is not None:
+        inception = {**fid_kid.compute().to_dict(), "weights": getattr(fid_network, "weights_file", ""),
+                     "weights_sha256": getattr(fid_network, "weights_sha256", "")}
     described = {"resize": protocol.resize, "color": protocol.color, "shave": protocol.shave, "grey": grey_names}
-    return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), described, fcn, rows)
+    return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), described, fcn, rows,
+                      inception)
 
 
 def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -216,6 +240,16 @@ def describe_protocol(protocol: Mapping[str, Any]) -> str:
     if protocol.get("grey"):
         words += f"; one-channel originals scored on their grey channel: {', '.join(protocol['grey'])}"
     return words
+
+
+def describe_inception(inception: Mapping[str, Any]) -> str:
+    """How FID and KID were measured, in words, printed with them."""
+    return (
+        f"{inception['generated_images']} generated vs {inception['real_images']} real images, pytorch-fid's "
+        f"Inception pool3 features (weights {inception['weights'] or 'not from a file'}, sha256 "
+        f"{inception['weights_sha256'][:12] or '-'}); KID over {inception['kid_subsets']} subsets of "
+        f"{inception['kid_subset_size']}. FID is biased upwards on small sets: compare at equal image counts."
+    )
 
 
 def format_value(value: Any) -> str:
@@ -250,6 +284,10 @@ def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
         + "".join(f"<td>{fmt(v)}</td>" for v in report.pixel.values())
         + "</tr></table>",
     ]
+    if report.inception:
+        parts.append(f"<h2>FID and KID</h2><p>{html.escape(describe_inception(report.inception))}</p><table><tr>"
+                     + "".join(f"<th>{k}</th>" for k in INCEPTION_KEYS) + "</tr><tr>"
+                     + "".join(f"<td>{fmt(report.inception[k])}</td>" for k in INCEPTION_KEYS) + "</tr></table>")
     if report.fcn:
         parts.append("<h2>FCN-score</h2><table><tr><th></th><th>per-pixel acc.</th><th>per-class acc.</th><th>class IoU</th></tr>")
         for row, label in (("generated", "generated photos"), ("ground_truth", "real photos (ceiling)")):

@@ -96,7 +96,14 @@ class Validation:
 
             self.segmenter = Translator.from_checkpoint(Path(train.eval_segmenter), device=str(device),
                                                         registry=registry)
-        self.fid = _fid_scorer(train.eval_fid_weights, device)
+        self.fid = None
+        if train.eval_fid_weights:
+            from translate_kit.eval.fid import load_fid_inception
+
+            if count < 2:
+                raise DataError(f"FID and KID need at least 2 images; validation scores {count} of the "
+                                f"{train.eval_split} split (train.eval_images).")
+            self.fid = load_fid_inception(Path(train.eval_fid_weights), device=device)
         known = ["l1", "mse", "psnr", "ssim"]
         known += ["fcn_pixel_accuracy", "fcn_class_accuracy", "fcn_class_iou"] if self.segmenter else []
         known += ["fid", "kid_mean", "kid_std"] if self.fid else []
@@ -115,7 +122,7 @@ class Validation:
     def run(self, method: Method, *, step: int, epoch: int, ema: Any | None) -> tuple[dict[str, float], bool]:
         """Score the split with the current weights (the averages, when kept); return the record
         (`step`, `epoch` and the scores) and whether it is the best so far."""
-        from translate_kit.eval.evaluate import EvalOptions, evaluate
+        from translate_kit.eval.evaluate import INCEPTION_KEYS, EvalOptions, evaluate
         from translate_kit.inference import Translator
 
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -125,13 +132,13 @@ class Validation:
         with torch.random.fork_rng(devices=devices), averaged:
             translator = Translator(_plain_view(method), self.recipe, device=self.device, mode="eval")
             report = evaluate(translator, self.items, options=options, out_dir=None, checkpoint=f"step {step}",
-                              segmenter=self.segmenter, **({"fid": self.fid} if self.fid else {}))
+                              segmenter=self.segmenter, fid_network=self.fid)
         record: dict[str, float] = {"step": step, "epoch": epoch, **report.pixel}
         if report.fcn:
             scores = report.fcn["generated"]
             record.update(fcn_pixel_accuracy=scores["pixel_accuracy"], fcn_class_accuracy=scores["mean_class_accuracy"],
                           fcn_class_iou=scores["mean_iou"])
-        record.update(getattr(report, "distribution", {}) or {})
+        record.update({key: report.inception[key] for key in INCEPTION_KEYS if key in report.inception})
         self.records.append(record)
         value = record[self.metric]
         best = self.best is None or (
@@ -167,12 +174,3 @@ class Validation:
         scores = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch"))
         best = f"; best {self.metric} {self.best['value']:.4g} at step {self.best['step']:.0f}" if self.best else ""
         return f"validation at step {record['step']:.0f} ({len(self.items)} {self.recipe.train.eval_split} images): {scores}{best}"
-
-
-def _fid_scorer(weights: str, device: torch.device) -> Any | None:
-    """The FID/KID scorer for `weights` (the FID Inception file), or None when not asked for."""
-    if not weights:
-        return None
-    from translate_kit.eval import fid
-
-    return fid.load_fid_inception(Path(weights), device=device)
