@@ -78,6 +78,9 @@ def torchrun(*args: str, env: dict[str, str] | None = None) -> None:
     assert proc.returncode == 0, f"{' '.join(command)}\n{stdout[-4000:]}\n{stderr[-8000:]}"
 
 
+VALIDATE = ["train.eval_every=2", "train.eval_split=test"]
+
+
 def sets(overrides: list[str]) -> list[str]:
     return [arg for value in overrides for arg in ("--set", value)]
 
@@ -89,7 +92,7 @@ def launches(tiny_facades: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     fast = {"TRANSLATE_KIT_DISABLE_PLUGINS": UNUSED_PLUGINS}
     torchrun(
         "-m", "translate_kit", "train", str(RECIPE), "--device", "cpu",
-        *sets(quick_overrides(tiny_facades, out / "straight", steps=3) + RANDOM), env=fast,
+        *sets(quick_overrides(tiny_facades, out / "straight", steps=3) + RANDOM + VALIDATE), env=fast,
     )
     torchrun(__file__, str(tiny_facades), str(out), env=fast)
     return out
@@ -110,6 +113,9 @@ def test_ranks_hold_identical_weights_and_rank_0_alone_writes(launches: Path, re
     records = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
     assert (run / "index.html").exists() and (run / "samples" / "epoch_0002" / "1.png").exists()
+    # Every rank validated (with plain modules: no collective call, so none waited); rank 0 wrote.
+    scores = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in scores] == [2] and (run / "best.pt").is_file()
 
 
 def test_a_resumed_run_continues_exactly(launches: Path) -> None:

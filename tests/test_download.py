@@ -583,6 +583,7 @@ def test_offline_cyclegan_error_names_the_url_and_the_way_out(tmp_path, tiny_hor
     message = str(info.value)
     assert url in message and "offline" in message and "--url" in message and "file://" in message
     assert "horse2zebra.zip" in message and str(tmp_path / "cyclegan" / "horse2zebra") in message
+    assert list(tmp_path.iterdir()) == []  # no empty cyclegan/ folder left behind
 
 
 # ------------------------------------------------------------------------------------------------

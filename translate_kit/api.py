@@ -12,8 +12,8 @@ Groups:
   markers `ComponentRef`, `OptionsOf` (with the ready-made `GANLossName`, `LossOptions`);
 - hooks: `hookimpl`;
 - the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `EvalProtocol`, `Role`,
-  `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `frozen`, `test_time`,
-  `unwrap`;
+  `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `InputSpec`,
+  `StyleConditioned`, `frozen`, `test_time`, `unwrap`;
 - the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
 - building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
 - data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
@@ -62,6 +62,7 @@ from translate_kit.method import (
     BatchSpec,
     EvalProtocol,
     Geometry,
+    InputSpec,
     Method,
     OptimizerSettings,
     Parts,
@@ -69,6 +70,7 @@ from translate_kit.method import (
     Role,
     SizeConstrained,
     StepContext,
+    StyleConditioned,
     Upscaling,
     frozen,
     test_time,
@@ -106,6 +108,7 @@ __all__ = [
     "GANLossName",
     "Geometry",
     "InferenceError",
+    "InputSpec",
     "LossOptions",
     "Method",
     "Norm",
@@ -125,6 +128,7 @@ __all__ = [
     "SavedModel",
     "SizeConstrained",
     "StepContext",
+    "StyleConditioned",
     "Trainer",
     "TrainingError",
     "TranslateKitError",

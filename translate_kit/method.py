@@ -28,7 +28,13 @@ without the core knowing which it is, a method declares:
   backward, skips non-finite losses, steps the optimiser and zeroes gradients, so no method
   touches AMP or DDP; it returns the scalars to log (detached tensors);
 - **inference**: `translate(x)`; extra inference modes go through declared sub-protocols
-  (`PixelClassifier` for a segmenter), never through methods the core guesses at.
+  (`PixelClassifier` for a segmenter, `StyleConditioned` for a style image), never through
+  methods the core guesses at;
+- **its inputs, for people**: `input_spec(default)` says what a tool that offers the model
+  (`tkit serve`) should ask for: an image or a label map to paint with a palette, the modes, a
+  seed and several samples for a multimodal model, a style image. The core derives the default
+  from the recipe and the geometry (`describe_inputs`); a method returns it, or a
+  `dataclasses.replace` of it.
 
 The rule for networks: the core may replace entries of `self.nets` by wrappers (DDP, torch.compile,
 SyncBatchNorm, an exponential moving average for sample pages and inference) between calls, so a
@@ -62,6 +68,7 @@ __all__ = [
     "BatchSpec",
     "EvalProtocol",
     "Geometry",
+    "InputSpec",
     "Method",
     "OptimizerSettings",
     "Parts",
@@ -69,7 +76,9 @@ __all__ = [
     "Role",
     "SizeConstrained",
     "StepContext",
+    "StyleConditioned",
     "Upscaling",
+    "describe_inputs",
     "frozen",
     "net_geometry",
     "test_time",
@@ -152,6 +161,54 @@ class EvalProtocol:
     resize: bool = True
     color: Literal["rgb", "y"] = "rgb"
     shave: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """What a model takes at inference, for tools that offer it to people (`Method.input_spec`).
+
+    Attributes:
+        kind: "image" (any picture, uploaded) or "label_map" (a colour map of `palette`'s classes,
+            which a person can paint).
+        channels: channels of the input images (`data.in_channels`); gray and RGB convert.
+        palette: the classes and colours of a label map; None for images.
+        modes: the test-time modes that differ for this model, the default first: "eval"
+            (deterministic), and "paper" where a translate network has dropout or batch norm.
+        multimodal: `translate` draws random numbers (a latent code) for each image, so one input
+            has many outputs: a tool offers a seed and several samples.
+        style_image: the output can follow a style image (the method is `StyleConditioned`).
+        scale: outputs are `scale` times the input's height and width.
+
+    Example:
+        >>> InputSpec(modes=("paper", "eval"), scale=4).default_mode
+        'paper'
+    """
+
+    kind: Literal["image", "label_map"] = "image"
+    channels: int = 3
+    palette: Palette | None = None
+    modes: tuple[Literal["paper", "eval"], ...] = ("eval",)
+    multimodal: bool = False
+    style_image: bool = False
+    scale: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "label_map"):
+            raise ValueError(f"Expected kind 'image' or 'label_map', got {self.kind!r}")
+        if (self.kind == "label_map") != (self.palette is not None):
+            raise ValueError(f"Expected a palette exactly when kind is 'label_map', got kind {self.kind!r} "
+                             f"and palette {self.palette!r}")
+        if self.kind == "label_map" and self.channels != 3:
+            raise ValueError(f"Expected 3 channels for a colour label map, got {self.channels}")
+        if not self.modes or len(set(self.modes)) != len(self.modes) or not set(self.modes) <= {"paper", "eval"}:
+            raise ValueError(f"Expected modes from 'paper' and 'eval', each once, got {self.modes!r}")
+        if self.channels < 1 or self.scale < 1:
+            raise ValueError(f"Expected channels >= 1 and scale >= 1, got {self.channels} and {self.scale}")
+
+    @property
+    def default_mode(self) -> Literal["paper", "eval"]:
+        """The mode a tool starts in: the first of `modes`."""
+        return self.modes[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +313,15 @@ class Method(nn.Module):
             min_size=max((g.min_size for g in parts), default=0),
         )
 
+    def input_spec(self, default: InputSpec) -> InputSpec:
+        """What `translate` takes, for tools that offer the model to people (`tkit serve`).
+
+        `default` is what the core derives from the recipe and `geometry()` (`describe_inputs`):
+        a label map when `data.palette` names one, else an image; the modes that differ; the
+        scale. Return it, or `dataclasses.replace(default, multimodal=True)` to declare more.
+        """
+        return default
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond the networks that a checkpoint must keep (e.g. an image pool); tensors
         and plain containers only (checkpoints load with `weights_only=True`)."""
@@ -286,6 +352,16 @@ class PixelClassifier(Protocol):
 
     def decode_labels(self, label_images: torch.Tensor) -> torch.Tensor:
         """Class indices `(B, H, W)` (255: no label) of uint8 label images `(B, C, H, W)`."""
+
+
+@runtime_checkable
+class StyleConditioned(Protocol):
+    """A method whose output can follow a style image (example-guided translation); it says so
+    with `input_spec` (`style_image=True`)."""
+
+    def with_style(self, style: torch.Tensor) -> Method:
+        """A method that shares these networks and whose `translate` follows `style`, one image
+        `(1, C_out, H, W)` in [-1, 1] of any size, on the networks' device."""
 
 
 class Parts(Protocol):
@@ -329,6 +405,35 @@ def unwrap(net: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return net
         net = inner
+
+
+def describe_inputs(method: Method, *, channels: int, palette: Palette | None = None) -> InputSpec:
+    """The method's `InputSpec`: the default from the recipe's data and the geometry, then the
+    method's own say (`Method.input_spec`).
+
+    Args:
+        method: the method, built (its networks decide the modes).
+        channels: the input channels (`data.in_channels`).
+        palette: the palette `data.palette` names, resolved; None for image inputs.
+
+    Raises:
+        TypeError: `input_spec` returned something else than an `InputSpec`, or declared a style
+            image for a method that is not `StyleConditioned`.
+    """
+    nets = [unwrap(method.nets[name]) for name in method.translate_nets]
+    varies = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)  # what "paper" mode changes
+    modes: tuple[Literal["paper", "eval"], ...] = ("eval",)
+    if any(isinstance(m, varies) for net in nets for m in net.modules()):
+        modes = ("paper", "eval") if method.sample_mode == "paper" else ("eval", "paper")
+    default = InputSpec(kind="image" if palette is None else "label_map", channels=channels, palette=palette,
+                        modes=modes, scale=method.geometry().scale)
+    spec = method.input_spec(default)
+    name = type(method).__name__
+    if not isinstance(spec, InputSpec):
+        raise TypeError(f"{name}.input_spec() must return an InputSpec, got {type(spec).__name__}")
+    if spec.style_image and not isinstance(method, StyleConditioned):
+        raise TypeError(f"{name}.input_spec() declares a style image, but {name} has no with_style(style)")
+    return spec
 
 
 @contextlib.contextmanager

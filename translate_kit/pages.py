@@ -71,7 +71,21 @@ def smoothed(values: Sequence[float], weight: float = 0.6) -> list[float]:
     return out
 
 
-def _svg_chart(records: Sequence[Mapping[str, float]], key: str, width: int = 320, height: int = 180) -> str:
+def _tick_labels(values: Sequence[float]) -> list[str]:
+    """The values with as few significant digits (3 or more) as keep them apart.
+
+    Example:
+        >>> _tick_labels([0.1696, 0.1698, 0.17])
+        ['0.1696', '0.1698', '0.17']
+    """
+    for digits in range(3, 10):
+        labels = [f"{v:.{digits}g}" for v in values]
+        if len(set(labels)) == len(set(values)):
+            return labels
+    return labels
+
+
+def _svg_chart(records: Sequence[Mapping[str, float]], key: str, width: int = 290, height: int = 180) -> str:
     """One scalar over the steps, with its own axes: the step at the bottom, the value at the left
     (three ticks each), the key and its latest value as the title; the raw values pale, their
     smoothed line (`smoothed`) dark. "" with fewer than two values."""
@@ -97,9 +111,10 @@ def _svg_chart(records: Sequence[Mapping[str, float]], key: str, width: int = 32
         f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" '
         'stroke="#ccc"/>',
     ]
-    for value in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<text x="{left - 4}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#666">{value:.3g}</text>')
-    for step in (x0, (x0 + x1) / 2, x1):
+    ticks = (lo, (lo + hi) / 2, hi)
+    for value, label in zip(ticks, _tick_labels(ticks)):
+        parts.append(f'<text x="{left - 4}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#666">{label}</text>')
+    for step in sorted({x0, round((x0 + x1) / 2), x1}):  # whole steps, each where it belongs
         parts.append(f'<text x="{x(step):.1f}" y="{height - bottom + 14}" text-anchor="middle" fill="#666">'
                      f"{step:,.0f}</text>")
     parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 2}" text-anchor="middle" fill="#666">'

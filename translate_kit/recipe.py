@@ -323,6 +323,9 @@ def load_recipe(
     if registry is not None:
         dataset_table = {"name": data.dataset, **options}
         _check_component(registry, "dataset", dataset_table, where("data"), set_by, "data", data_fields)
+        if data.palette:  # a label-map input: the palette must be registered (plugins add more)
+            at = set_by.get(("data", "palette")) or f"{where('data')}, key 'palette'"
+            registry.get("palette", data.palette, where=at)
         try:
             registry.check_method_tables(components, lambda table: where(table))
         except RecipeError as exc:

@@ -13,13 +13,13 @@ from typing import Annotated, Optional
 import typer
 
 from translate_kit import __version__
-from translate_kit.cli import data, export, plugins, recipes, train, translate
+from translate_kit.cli import data, export, plugins, recipes, serve, train, translate
 from translate_kit.cli.common import Session
 from translate_kit.cli.eval import eval_command
 
 __all__ = ["BUILTIN_COMMANDS", "make_app", "main"]
 
-BUILTIN_COMMANDS = ("train", "translate", "eval", "export", "data", "plugins", "recipes")
+BUILTIN_COMMANDS = ("train", "translate", "eval", "export", "serve", "data", "plugins", "recipes")
 
 
 def _version(value: bool) -> None:
@@ -57,6 +57,7 @@ def make_app(*, plugin_commands: bool = False, plugins_dir: Path | None = None) 
     app.command(name="translate")(translate.translate)
     app.command(name="eval")(eval_command)
     app.command(name="export")(export.export)
+    app.command(name="serve")(serve.serve)
     app.add_typer(data.app, name="data")
     app.add_typer(plugins.app, name="plugins")
     app.add_typer(recipes.app, name="recipes")

@@ -230,6 +230,7 @@ def download_dataset(
         raise DataError(spec.manual.replace("ROOT", str(root)))
     source = _as_url(url or spec.url or "")
     archive = root / spec.archive
+    created = not archive.parent.exists()
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -238,14 +239,20 @@ def download_dataset(
         ) from None
     if not archive.is_file():
         part = archive.with_name(archive.name + ".part")
-        for attempt in range(retries + 1):
-            try:
-                _fetch(source, part, progress=progress, timeout=timeout, spec=spec, root=root)
-                break
-            except _Interrupted:
-                if attempt == retries:
-                    raise
-                time.sleep(_RETRY_DELAY * 2**attempt)
+        try:
+            for attempt in range(retries + 1):
+                try:
+                    _fetch(source, part, progress=progress, timeout=timeout, spec=spec, root=root)
+                    break
+                except _Interrupted:
+                    if attempt == retries:
+                        raise
+                    time.sleep(_RETRY_DELAY * 2**attempt)
+        except BaseException:
+            # Nothing arrived (offline, say): leave no empty folder behind; a .part file stays to resume.
+            if created and not any(archive.parent.iterdir()):
+                archive.parent.rmdir()
+            raise
         _check_archive(spec, part, source)
         os.replace(part, archive)
     _unpack(spec, archive, target, source)

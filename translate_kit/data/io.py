@@ -14,7 +14,7 @@ import torch
 
 from translate_kit.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "natural_key", "read_image", "to_channels"]
+__all__ = ["IMAGE_EXTENSIONS", "decode_image_bytes", "list_images", "natural_key", "read_image", "to_channels"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -53,33 +53,46 @@ def natural_key(path: Path) -> tuple[Any, ...]:
 def read_image(path: Path) -> torch.Tensor:
     """Decode an image file to uint8 `(C, H, W)` with C = 1 (gray) or 3 (RGB).
 
-    Alpha is dropped, palette images are expanded, 16-bit images are scaled to 8 bits.
+    Alpha is dropped, palette images are expanded, 16-bit images are scaled to 8 bits, an animation
+    keeps its first frame (`decode_image_bytes`).
 
     Raises:
         DataError: the file cannot be read or decoded; the message names it.
     """
-    from torchvision.io import ImageReadMode, decode_image
-
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise DataError(f"Cannot read image {path}: {exc.strerror or exc}.") from None
+    return decode_image_bytes(raw, f"image {path}")
+
+
+def decode_image_bytes(raw: bytes, what: str) -> torch.Tensor:
+    """Decode an image file's bytes (PNG, JPEG, GIF, WebP, ...) to uint8 `(C, H, W)`, C = 1 or 3,
+    as `read_image` does; `what` names the image in messages ("image photos/1.jpg").
+
+    Raises:
+        DataError: empty, undecodable, or of a sample type or shape that is not an image.
+    """
+    from torchvision.io import ImageReadMode, decode_image
+
     if not raw:
-        raise DataError(f"Image {path} is empty (0 bytes). Delete or replace it.")
+        raise DataError(f"{what[:1].upper()}{what[1:]} is empty (0 bytes). Delete or replace it.")
     data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     try:
         image = decode_image(data, mode=ImageReadMode.UNCHANGED)
     except RuntimeError as exc:
         raise DataError(
-            f"Cannot decode image {path}: {str(exc).splitlines()[0]}. The file is corrupt, truncated or not "
+            f"Cannot decode {what}: {str(exc).splitlines()[0]}. The file is corrupt, truncated or not "
             "an image; delete or replace it."
         ) from None
+    if image.ndim == 4:  # an animated GIF or WebP: its first frame
+        image = image[0]
     if image.dtype == torch.uint16:  # 16-bit PNG: keep the top 8 bits
         image = (image.to(torch.int32) >> 8).to(torch.uint8)
     elif image.dtype != torch.uint8:
-        raise DataError(f"Image {path} has unsupported sample type {image.dtype}; convert it to 8-bit.")
+        raise DataError(f"{what[:1].upper()}{what[1:]} has unsupported sample type {image.dtype}; convert it to 8-bit.")
     if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
-        raise DataError(f"Image {path} has shape {tuple(image.shape)}; expected 1 to 4 channels.")
+        raise DataError(f"{what[:1].upper()}{what[1:]} has shape {tuple(image.shape)}; expected 1 to 4 channels.")
     if image.shape[0] in (2, 4):  # gray+alpha or RGBA: drop alpha
         image = image[:-1]
     return image

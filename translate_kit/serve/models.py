@@ -1,0 +1,351 @@
+"""The models `tkit serve` offers: loading, what each takes, checked uploads, guarded translation.
+
+Nothing here knows the web framework, so every rule a request meets (a size limit, an image that
+is not one, an option the model does not have) is a `RequestError` carrying its HTTP status,
+testable without a server. Uploads are decoded in memory and nothing is written to disk.
+
+Example:
+    >>> image_size(bytes.fromhex("89504e470d0a1a0a0000000d49484452") + (517).to_bytes(4, "big")
+    ...            + (300).to_bytes(4, "big"))
+    (517, 300)
+    >>> image_size(b"GIF89a" + (40).to_bytes(2, "little") + (24).to_bytes(2, "little"))
+    (40, 24)
+    >>> image_size(b"not an image") is None
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from translate_kit.data.io import decode_image_bytes, to_channels
+from translate_kit.data.jitter import to_unit_range
+from translate_kit.errors import DataError, TranslateKitError
+from translate_kit.inference import Translator
+from translate_kit.method import InputSpec, describe_inputs
+
+if TYPE_CHECKING:
+    from translate_kit.eval.labels import Palette
+    from translate_kit.registry import Registry
+
+__all__ = [
+    "Limits",
+    "RequestError",
+    "ServedModel",
+    "decode_upload",
+    "encode_png",
+    "image_size",
+    "load_models",
+    "model_names",
+    "served_model",
+]
+
+Mode = Literal["paper", "eval"]
+MB = 1024 * 1024
+
+
+class RequestError(TranslateKitError):
+    """A request the server refuses; `status` is its HTTP status (413 too large, 415 not an
+    image, 404 no such model, 422 an option the model does not take)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may ask of the server.
+
+    Attributes:
+        max_upload_bytes: largest request body (the image, a style image and the options).
+        max_pixels: largest output, in pixels (width x height x scale²), so an upscaling model
+            refuses smaller inputs than a same-size one.
+        tile: side, in output pixels, of the largest square translated in one pass; larger images
+            go through the network in overlapping tiles (`Translator`'s `tile`), so memory stays
+            bounded.
+        max_samples: most outputs of one request to a multimodal model.
+    """
+
+    max_upload_bytes: int = 20 * MB
+    max_pixels: int = 4096 * 4096
+    tile: int = 1024
+    max_samples: int = 8
+
+    def __post_init__(self) -> None:
+        if min(self.max_upload_bytes, self.max_pixels, self.tile, self.max_samples) < 1:
+            raise ValueError(f"Expected every limit >= 1, got {self}")
+
+    def info(self) -> dict[str, int]:
+        return {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
+                "max_samples": self.max_samples}
+
+
+# ------------------------------------------------------------------------------------------------
+# Uploads
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a PNG, JPEG, GIF or WebP file; None for anything else.
+
+    Read before decoding, so an image too large to decode is refused without decoding it.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8 ":
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return None
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG segments to the first start-of-frame marker, which holds the size."""
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def decode_upload(data: bytes, *, what: str, max_pixels: int, scale: int = 1) -> torch.Tensor:
+    """Decode an uploaded image to uint8 `(C, H, W)`, C = 1 (gray) or 3 (RGB), in memory.
+
+    Alpha is dropped, 16-bit samples keep their top 8 bits and an animation keeps its first frame,
+    as `read_image` does for files.
+
+    Args:
+        data: the file's bytes.
+        what: what to call it in messages ("The image").
+        max_pixels: the largest output (width x height x scale²) allowed.
+        scale: the model's output scale.
+
+    Raises:
+        RequestError: 415 for an empty upload or one that is not a PNG, JPEG, GIF or WebP image;
+            413 for an image whose output would exceed `max_pixels`.
+    """
+    if not data:
+        raise RequestError(f"{what} is empty (0 bytes); choose an image file.", 415)
+    size = image_size(data)
+    if size is None:
+        raise RequestError(f"{what} is not a PNG, JPEG, GIF or WebP image; convert it to PNG and try again.", 415)
+    width, height = size
+    if width * height * scale * scale > max_pixels:
+        output = f" (its output {width * scale} x {height * scale})" if scale > 1 else ""
+        raise RequestError(
+            f"{what} is {width} x {height} pixels{output}, over this server's limit of {max_pixels:,} output "
+            f"pixels (--max-pixels). Resize it, or restart the server with a larger limit.", 413,
+        )
+    damaged = RequestError(f"{what} cannot be decoded: the file is truncated or damaged. Save it again as PNG.", 415)
+    if width * height == 0:
+        raise damaged
+    try:
+        return decode_image_bytes(data, what)
+    except DataError:  # the decoder's own message names its C++ source, not the problem
+        raise damaged from None
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """A uint8 `(C, H, W)` image as PNG bytes."""
+    from torchvision.io import encode_png as encode
+
+    return encode(image.cpu().contiguous()).numpy().tobytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One model the server offers: a loaded translator, what it takes, and the locks that keep
+    requests apart.
+
+    A `Translator` is not thread-safe, so one request at a time runs through a model (`lock`).
+    Seeded translation (paper mode, a multimodal model) sets torch's global random state, so it
+    also holds `rng_lock`, which every model of a server shares.
+
+    Attributes:
+        name: what the page and the API call it.
+        translator: the loaded model (eval mode, untiled); one translator per mode is made from it.
+        spec: what it takes (`describe_inputs`).
+        source: the run folder or file it was loaded from.
+        tile: tile side in input pixels (a size the model takes); larger images go in tiles.
+    """
+
+    name: str
+    translator: Translator
+    spec: InputSpec
+    source: Path | None = None
+    tile: int | None = None
+    rng_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _translators: dict[str, Translator] = field(default_factory=dict, init=False, repr=False)
+
+    def info(self) -> dict[str, Any]:
+        """The model as GET /api/models lists it."""
+        spec, translator = self.spec, self.translator
+        palette = spec.palette
+        return {
+            "name": self.name,
+            "source": str(self.source) if self.source is not None else None,
+            "step": translator.step,
+            "input": spec.kind,
+            "channels": spec.channels,
+            "palette": None if palette is None else {"names": list(palette.names),
+                                                     "colors": [list(c) for c in palette.colors]},
+            "modes": list(spec.modes),
+            "default_mode": spec.default_mode,
+            "multimodal": spec.multimodal,
+            "style_image": spec.style_image,
+            "scale": spec.scale,
+            "canvas_size": translator.recipe.data.crop_size,
+        }
+
+    def _translator(self, mode: Mode) -> Translator:
+        """The translator of `mode`, made once from the loaded method (called under `lock`)."""
+        if mode not in self._translators:
+            self._translators[mode] = self._make(self.translator.method, mode)
+        return self._translators[mode]
+
+    def _make(self, method: Any, mode: Mode) -> Translator:
+        base = self.translator
+        overlap = min(64, self.tile // 4) if self.tile else 64
+        return Translator(method, base.recipe, device=base.device, mode=mode, tile=self.tile, overlap=overlap)
+
+    def translate(
+        self,
+        image: torch.Tensor,
+        *,
+        mode: Mode | None = None,
+        seed: int = 0,
+        samples: int = 1,
+        style: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Translate one uint8 `(C, H, W)` image; one uint8 output per sample.
+
+        Sample `i` is seeded with `seed + i` when the output depends on random numbers (paper mode,
+        a multimodal model), so a request can be repeated. Safe to call from several threads.
+
+        Raises:
+            RequestError: 422 for a mode, a number of samples or a style image the model does not take,
+                or an image whose channels do not convert.
+        """
+        spec = self.spec
+        mode = mode or spec.default_mode
+        if mode not in spec.modes:
+            raise RequestError(f"Model {self.name!r} has no {mode!r} mode; choose {' or '.join(spec.modes)}.", 422)
+        if samples != 1 and not spec.multimodal:
+            raise RequestError(f"Model {self.name!r} is not multimodal: it gives one output per image, so ask "
+                               "for 1 sample.", 422)
+        if style is not None and not spec.style_image:
+            raise RequestError(f"Model {self.name!r} takes no style image; send the image alone.", 422)
+        seeded = mode == "paper" or spec.multimodal
+        devices = [self.translator.device.index or 0] if self.translator.device.type == "cuda" else []
+        with self.lock, self.rng_lock if seeded else contextlib.nullcontext():
+            translator = self._translator(mode)
+            if style is not None:  # a method bound to this style, for this request only
+                styled = to_unit_range(to_channels(style, translator.recipe.data.out_channels)[None])
+                translator = self._make(translator.method.with_style(styled.to(translator.device)), mode)
+            outputs = []
+            for i in range(samples):
+                with torch.random.fork_rng(devices=devices) if seeded else contextlib.nullcontext():
+                    if seeded:
+                        torch.manual_seed(seed + i)
+                    try:
+                        outputs.append(translator(image))
+                    except DataError as exc:
+                        raise RequestError(str(exc), 422) from None
+        return outputs
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """A name per run folder or checkpoint file: the folder's name (`run/checkpoints/step_9.pt`:
+    `run-step_9`), with `-2`, `-3`, ... where names repeat."""
+    names: list[str] = []
+    for path in paths:
+        path = Path(path).resolve()
+        if path.is_file():
+            base = f"{path.parent.parent.name}-{path.stem}" if path.parent.name == "checkpoints" else path.stem
+        else:
+            base = path.name
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+def resolve_palette(name: str, registry: Registry, *, where: str = "data.palette") -> Palette | None:
+    """The palette `data.palette` names, from the registry's palettes; None for ""."""
+    return registry.get("palette", name, where=where).factory() if name else None
+
+
+def served_model(
+    name: str, translator: Translator, registry: Registry, *, limits: Limits = Limits(),
+    source: Path | None = None, rng_lock: threading.Lock | None = None,
+) -> ServedModel:
+    """Offer a loaded translator: its `InputSpec` from its recipe and method, its tile size.
+
+    Raises:
+        UnknownComponentError: the recipe's `data.palette` is not registered (a plugin is missing).
+    """
+    recipe, method = translator.recipe, translator.method
+    palette = resolve_palette(recipe.data.palette, registry, where=f"{recipe.source}, [data], key 'palette'")
+    spec = describe_inputs(method, channels=recipe.data.in_channels, palette=palette)
+    geometry = translator.geometry
+    tile = geometry.padded(max(1, limits.tile // geometry.scale))  # in input pixels
+    return ServedModel(name, translator, spec, source=source, tile=tile, rng_lock=rng_lock or threading.Lock())
+
+
+def load_models(
+    paths: Sequence[Path],
+    *,
+    registry: Registry,
+    device: str = "auto",
+    use_ema: bool = True,
+    limits: Limits = Limits(),
+    on_load: Callable[[ServedModel], None] | None = None,
+) -> list[ServedModel]:
+    """Load every run folder or checkpoint once, at start, so a broken one fails before serving.
+
+    Raises:
+        CheckpointError: a path holds no loadable checkpoint (see `Translator.from_checkpoint`).
+    """
+    rng_lock = threading.Lock()
+    models = []
+    for name, path in zip(model_names(paths), paths):
+        translator = Translator.from_checkpoint(Path(path), device=device, registry=registry, use_ema=use_ema)
+        model = served_model(name, translator, registry, limits=limits, source=Path(path), rng_lock=rng_lock)
+        models.append(model)
+        if on_load is not None:
+            on_load(model)
+    return models
