@@ -332,14 +332,23 @@ def test_unknown_dataset_suggests_a_name(tmp_path):
         download_dataset("facade", tmp_path)
 
 
-def test_jpeg_size_reads_the_header(tmp_path):
+def test_image_sizes_come_from_the_headers(tmp_path):
+    from torchvision.io import encode_png
+
+    from translate_kit.data.io import image_size
+
+    picture = jpeg(40, 24)
+    # An APP1 (EXIF-like) segment before the frame header: the walk must skip it.
+    exif = b"\xff\xe1" + (2 + 1000).to_bytes(2, "big") + bytes(1000)
+    png = encode_png(torch.zeros(3, 24, 40, dtype=torch.uint8)).numpy().tobytes()
+    for data, expected in [
+        (picture, (40, 24)), (picture[:2] + exif + picture[2:], (40, 24)), (png, (40, 24)),
+        (b"\xff\xd8\xff", None), (picture[:20], None), (b"PNG, not JPEG", None),
+    ]:
+        assert image_size(data) == expected
     image = tmp_path / "a.jpg"
-    image.write_bytes(jpeg(40, 24))
-    assert download._jpeg_size(image) == (40, 24)
-    image.write_bytes(b"\xff\xd8\xff")
-    assert download._jpeg_size(image) is None
-    image.write_bytes(b"PNG, not JPEG")
-    assert download._jpeg_size(image) is None
+    image.write_bytes(picture[:2] + exif + picture[2:])
+    assert download._header_size(image) == (40, 24)
 
 
 def test_archive_already_in_root_is_used(tmp_path, server, tiny_facades):

@@ -397,3 +397,28 @@ def test_eval_fid_without_weights_is_one_paragraph(run, monkeypatch):
     message = " ".join(result.output.split())
     assert "No FID weights file was given" in message and FID_WEIGHTS_NAME in message
     assert "Traceback" not in result.output
+
+
+def _score_in_a_process_group(rank: int, init_file: str, fake, real, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        score = fid_kid(as_images(fake), as_images(real), network=Identity(5), kid_subsets=3)
+        out[rank] = (score.fid, score.kid_mean)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_rank_of_a_process_group_scores_its_own_images_alone(tmp_path):
+    """Under torchrun every rank validates the whole split: FID and KID must gather nothing (that
+    would count each image twice, and be a collective call other ranks may not make)."""
+    import torch.multiprocessing as mp
+
+    real, fake = gaussian(200, [0.0] * 5, [1.0] * 5, seed=3), gaussian(200, [0.3] * 5, [1.2] * 5, seed=4)
+    alone = fid_kid(as_images(fake), as_images(real), network=Identity(5), kid_subsets=3)
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_score_in_a_process_group, args=(str(tmp_path / "rendezvous"), fake, real, out), nprocs=2)
+        scores = dict(out)
+    assert scores == {0: (alone.fid, alone.kid_mean), 1: (alone.fid, alone.kid_mean)}

@@ -29,7 +29,7 @@ from translate_kit.api import FACADES, Method, Parts, StepContext, register_gene
 from translate_kit.build import build_method
 from translate_kit.cli import make_app
 from translate_kit.data.synth import render_facade
-from translate_kit.errors import UnknownComponentError
+from translate_kit.errors import PluginError, UnknownComponentError
 from translate_kit.inference import Translator
 from translate_kit.method import InputSpec, describe_inputs
 from translate_kit.recipe import load_recipe
@@ -177,7 +177,7 @@ def test_a_method_declares_more_through_input_spec(toy_registry):
     method = build_method(recipe, toy_registry)
     spec = describe_inputs(method, channels=3)
     assert (spec.kind, spec.multimodal, spec.style_image, spec.modes) == ("image", True, True, ("eval",))
-    with pytest.raises(TypeError, match="declares a style image, but ToyClaimsStyle has no with_style"):
+    with pytest.raises(PluginError, match="declares a style image, but ToyClaimsStyle has no with_style"):
         describe_inputs(ToyClaimsStyle(nn.Conv2d(3, 3, 1)), channels=3)
 
 
@@ -261,9 +261,13 @@ def test_a_multimodal_model_gives_seeded_samples_and_follows_a_style(client):
     ("fields", "body", "status", "message"),
     [
         ({"model": "bicubic_x"}, "png", 404, "Unknown model 'bicubic_x'. Did you mean 'bicubic_x4'?"),
+        ({}, "png", 422, "Say which model: send the field 'model'"),
         ({"model": "bicubic_x4"}, b"GIF89a" + bytes(4), 415, "cannot be decoded: the file is truncated or damaged"),
         ({"model": "bicubic_x4"}, b"%PDF-1.7 not an image", 415, "not a PNG, JPEG, GIF or WebP image"),
         ({"model": "bicubic_x4"}, b"", 415, "is empty"),
+        # 300 frames of a small canvas would decode to 300 canvases: refused before decoding.
+        ({"model": "bicubic_x4"}, b"GIF89a" + bytes([4, 0, 4, 0, 0, 0, 0]) + 300 * bytes([0x2C, *[0] * 8, 0, 2, 1, 0, 0])
+         + b";", 415, "is an animated GIF (300 frames)"),
         ({"model": "bicubic_x4"}, "truncated", 415, "cannot be decoded"),
         ({"model": "bicubic_x4"}, "large", 413, "is 100 x 60 pixels (its output 400 x 240), over this server's limit"),
         ({"model": "bicubic_x4", "mode": "paper"}, "png", 422, "has no 'paper' mode; choose eval"),
@@ -287,6 +291,11 @@ def test_an_oversized_upload_is_refused_before_it_is_read(client):
     assert "larger than this server's limit of 2 MB per request (--max-upload-mb)" in response.json()["error"]
     form = client.post("/api/translate", json={"model": "toy"})
     assert form.status_code == 415 and "multipart/form-data" in form.json()["error"]
+    # A body sent in chunks declares no length: the limit holds while it streams in.
+    head = b'--B\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n\x89PNG'
+    chunks = iter([head, *[bytes(MB)] * 3, b"\r\n--B--\r\n"])
+    streamed = client.post("/api/translate", content=chunks, headers={"content-type": "multipart/form-data; boundary=B"})
+    assert streamed.status_code == 413 and "--max-upload-mb" in streamed.json()["error"]
 
 
 def test_uploads_stay_in_memory(client, monkeypatch):
@@ -358,6 +367,7 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, label_run):
 def test_serve_a_folder_without_checkpoints_is_one_paragraph(tmp_path):
     result = CliRunner().invoke(make_app(), ["serve", str(tmp_path), "--device", "cpu"])
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+    assert f"{tmp_path} is a folder but holds no checkpoint" in result.output
 
 
 def test_serve_prints_its_url_serves_and_stops_on_ctrl_c(label_run):

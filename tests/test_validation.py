@@ -104,3 +104,29 @@ def test_validation_with_fid_keeps_the_lowest(registry, pm, tiny_facades, tmp_pa
 def test_fid_validation_of_a_single_image_is_refused(registry, pm, tiny_facades, tmp_path, weights):
     with pytest.raises(DataError, match="at least 2 images"):
         make_trainer(registry, pm, tiny_facades, tmp_path, f'train.eval_fid_weights="{weights.as_posix()}"')
+
+
+def test_a_best_that_no_longer_applies_is_started_afresh_on_resume(registry, pm, tiny_facades, tmp_path):
+    import os
+
+    run = make_trainer(registry, pm, tiny_facades, tmp_path, "train.checkpoint_every=1")  # at steps 4 and 6
+    run.fit()
+    checkpoints = run.run_dir / "checkpoints"
+    os.remove(checkpoints / "step_000000006.pt")  # as if killed after step 6: it resumes from step 4
+
+    def resumed(*overrides):
+        recipe = load_recipe(run.run_dir / "recipe.toml", list(overrides), registry=registry)
+        trainer = Trainer(recipe, registry=registry, pm=pm, device="cpu", run_dir=run.run_dir, resume=True)
+        trainer.close()
+        return trainer.validation
+
+    # best.pt holds step 6 or earlier; written at step 6, it no longer holds the best the checkpoint knows.
+    saved = load_checkpoint(run.run_dir / "best.pt")
+    saved["state"]["step"] = 6
+    torch.save(saved, run.run_dir / "best.pt")
+    assert resumed().best is None and [r["step"] for r in resumed().records] == [2, 4]
+    saved["state"]["step"] = 2
+    torch.save(saved, run.run_dir / "best.pt")
+    kept = resumed().best
+    assert kept is not None and kept["step"] <= 4
+    assert resumed("train.best_metric=psnr").best is None  # scored by another metric

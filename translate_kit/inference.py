@@ -50,7 +50,7 @@ from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, re
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError
 from translate_kit.memory import available_bytes, peak_bytes
-from translate_kit.method import Method, test_time
+from translate_kit.method import Method, private_rng, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.train.checkpoint import read_model
@@ -442,8 +442,7 @@ class Translator:
     def _with_seed(self, index: int, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         if self.mode != "paper" or self.seed is None:
             return fn(*args)
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with private_rng(self.device):
             torch.manual_seed(self.seed + index)
             return fn(*args)
 
@@ -496,8 +495,7 @@ class Translator:
         if self._bytes_per_pixel is None:
             x = torch.zeros(1, self.in_channels, probe, probe, device=self.device)
             self._runner()  # the eval-mode copy of the weights is made before, not counted as activations
-            devices = [self.device.index or 0] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):  # paper mode's dropout must not move the caller's stream
+            with private_rng(self.device):  # paper mode's dropout must not move the caller's stream
                 self._bytes_per_pixel = peak_bytes(lambda: self._forward(x), self.device) / probe**2
         if self._bytes_per_pixel * pixels <= budget:
             return None

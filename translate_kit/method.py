@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from translate_kit.errors import PluginError
 from translate_kit.recipe import OptimizerSettings
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ __all__ = [
     "describe_inputs",
     "frozen",
     "net_geometry",
+    "private_rng",
     "test_time",
 ]
 
@@ -417,7 +419,7 @@ def describe_inputs(method: Method, *, channels: int, palette: Palette | None = 
         palette: the palette `data.palette` names, resolved; None for image inputs.
 
     Raises:
-        TypeError: `input_spec` returned something else than an `InputSpec`, or declared a style
+        PluginError: `input_spec` returned something else than an `InputSpec`, or declared a style
             image for a method that is not `StyleConditioned`.
     """
     nets = [unwrap(method.nets[name]) for name in method.translate_nets]
@@ -429,11 +431,21 @@ def describe_inputs(method: Method, *, channels: int, palette: Palette | None = 
                         modes=modes, scale=method.geometry().scale)
     spec = method.input_spec(default)
     name = type(method).__name__
+    # A plugin's mistake, said as one: a tool offering the model (`tkit serve`) stops with this line.
     if not isinstance(spec, InputSpec):
-        raise TypeError(f"{name}.input_spec() must return an InputSpec, got {type(spec).__name__}")
+        raise PluginError(f"{name}.input_spec() must return an InputSpec, got {type(spec).__name__}; fix the "
+                          "plugin that registers this method.")
     if spec.style_image and not isinstance(method, StyleConditioned):
-        raise TypeError(f"{name}.input_spec() declares a style image, but {name} has no with_style(style)")
+        raise PluginError(f"{name}.input_spec() declares a style image, but {name} has no with_style(style); fix "
+                          "the plugin that registers this method.")
     return spec
+
+
+def private_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """A block whose random draws leave the caller's random streams as they were: the CPU's, and
+    `device`'s when it is a CUDA device (samples, validation, seeded translations must not move
+    the training's streams, or resumes would not be exact)."""
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ ProgressCallback = Callable[[int, int | None], None]
 """Called as `progress(bytes_done, bytes_total)` while downloading; the total is None when unknown."""
 
 _CHUNK = 1 << 18
+_HEADER_BYTES = 1 << 17  # a JPEG's frame header follows its EXIF and other segments (64 KiB each at most)
 _MAX_LISTED = 5  # problems named in one error message
 _RETRY_DELAY = 1.0  # seconds before the first retry of a broken transfer; doubles each time
 _JPEG = (".jpg",)
@@ -608,10 +609,9 @@ def _problems(spec: DatasetSpec, folder: Path) -> list[str]:
         elif expected is not None and len(files) != expected:
             problems.append(f"{split_dir} holds {len(files)} {kinds} files, expected {expected}")
         for file in files:
-            png = file.suffix.lower() == ".png"
-            size = _png_size(file) if png else _jpeg_size(file)
+            size = _header_size(file)
             if size is None:
-                problems.append(f"{file} is not a {'PNG' if png else 'JPEG'} image")
+                problems.append(f"{file} is not a {'PNG' if file.suffix.lower() == '.png' else 'JPEG'} image")
             elif spec.image_size is not None and size != spec.image_size:
                 width, height = spec.image_size
                 problems.append(f"{file} is {size[0]}x{size[1]} pixels, expected {width}x{height}")
@@ -634,40 +634,10 @@ def _undecodable(paths: list[Path]) -> list[str]:
     return problems
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, which the format puts first; None if not a PNG."""
-    with path.open("rb") as f:
-        head = f.read(24)
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header (`image_size`), reading only its first bytes."""
+    from translate_kit.data.io import image_size  # imports torch: not at `tkit data --help`
 
-
-def _jpeg_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, reading only the headers; None if not a JPEG."""
-    # Segments are FF <marker> <2-byte length> <payload>; the SOFn frame header holds the size.
     with path.open("rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return None
-        while True:
-            if f.read(1) != b"\xff":
-                return None
-            marker = f.read(1)
-            while marker == b"\xff":  # fill bytes
-                marker = f.read(1)
-            if not marker:
-                return None
-            code = marker[0]
-            if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a payload
-                continue
-            if code in (0xD9, 0xDA):  # end of image or start of scan before any frame header
-                return None
-            length = int.from_bytes(f.read(2), "big")
-            if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
-                header = f.read(5)
-                if len(header) < 5:
-                    return None
-                return int.from_bytes(header[3:5], "big"), int.from_bytes(header[1:3], "big")
-            if length < 2:
-                return None
-            f.seek(length - 2, os.SEEK_CUR)
+        head = f.read(_HEADER_BYTES)
+    return image_size(head)

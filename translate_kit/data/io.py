@@ -14,7 +14,10 @@ import torch
 
 from translate_kit.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "decode_image_bytes", "list_images", "natural_key", "read_image", "to_channels"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "decode_image_bytes", "gif_frames", "image_size", "list_images", "natural_key", "read_image",
+    "to_channels",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -96,6 +99,99 @@ def decode_image_bytes(raw: bytes, what: str) -> torch.Tensor:
     if image.shape[0] in (2, 4):  # gray+alpha or RGBA: drop alpha
         image = image[:-1]
     return image
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, JPEG, GIF or WebP file, read from its header
+    without decoding; None for another format or a header cut short.
+
+    Example:
+        >>> image_size(b"GIF89a" + (640).to_bytes(2, "little") + (480).to_bytes(2, "little"))
+        (640, 480)
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8 ":
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return None
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG segments (FF <marker> <2-byte length> <payload>) to the first frame header
+    (SOFn), which holds the size."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a payload
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or the scan, before any frame header
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def gif_frames(data: bytes) -> int | None:
+    """How many frames a GIF holds, counted from its blocks without decoding; None when `data` is
+    not a GIF or its blocks are cut short.
+
+    Example:
+        >>> header = b"GIF89a" + bytes([1, 0, 1, 0, 0, 0, 0])  # 1x1, no colour table
+        >>> frame = bytes([0x2C, *[0] * 8, 0, 2, 1, 0, 0])  # descriptor, LZW size 2, one data byte
+        >>> gif_frames(header + frame + b";"), gif_frames(header + 3 * frame + b";")
+        (1, 3)
+    """
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return None
+
+    def after_sub_blocks(i: int) -> int | None:
+        while i < len(data):
+            size = data[i]
+            i += 1 + size
+            if size == 0:
+                return i
+        return None
+
+    def colour_table(flags: int) -> int:
+        return 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+
+    frames, at = 0, 13 + colour_table(data[10])
+    while at is not None and at < len(data):
+        block = data[at]
+        if block == 0x3B:  # the trailer
+            return frames
+        if block == 0x21:  # an extension: its label, then sub-blocks
+            at = after_sub_blocks(at + 2)
+        elif block == 0x2C and at + 10 <= len(data):  # an image: descriptor, colour table, LZW size, data
+            frames += 1
+            at = after_sub_blocks(at + 10 + colour_table(data[at + 9]) + 1)
+        else:
+            return None
+    return None
 
 
 def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:

@@ -410,11 +410,15 @@ class FIDKID:
         frechet, kernel = _torchmetrics()
         self.network = network
         self.kid_subsets, self.kid_subset_size, self.seed = kid_subsets, kid_subset_size, seed
-        self._fid = frechet(feature=_GivenFeatures(num_features))
+        # No gathering across processes: under torchrun every rank scores the whole split itself
+        # (validation), so a gather would count each image once per rank, and would be a
+        # collective call the other ranks might not make.
+        local = {"sync_on_compute": False, "distributed_available_fn": lambda: False}
+        self._fid = frechet(feature=_GivenFeatures(num_features), **local)
         with warnings.catch_warnings():  # "will save all extracted features": known, and what KID needs
             warnings.filterwarnings("ignore", message=".*extracted features", category=UserWarning)
             self._kid = kernel(feature=_GivenFeatures(num_features), subsets=kid_subsets,
-                               subset_size=kid_subset_size)
+                               subset_size=kid_subset_size, **local)
         self.counts = {False: 0, True: 0}  # real? -> images seen
 
     def update(self, images: torch.Tensor, *, real: bool) -> None:

@@ -72,20 +72,25 @@ def create_app(models: Sequence[ServedModel], *, limits: Limits = Limits()) -> S
             if fmt == "png" and options["samples"] != 1:
                 raise RequestError("Several samples come back as JSON only: send format=json.", 422)
             scale = model.spec.scale
-            image = decode_upload(await _file(form, "image", required=True), what="The image",
-                                  max_pixels=limits.max_pixels, scale=scale)
+            image_data = await _file(form, "image", required=True)
             style_data = await _file(form, "style", required=False)
-            style = (decode_upload(style_data, what="The style image", max_pixels=limits.max_pixels)
-                     if style_data is not None else None)
-            started = time.perf_counter()
-            outputs = await run_in_threadpool(model.translate, image, style=style, **options)
-            elapsed = time.perf_counter() - started
+
+            def work() -> tuple[list[bytes], tuple[int, int], float]:
+                # Decoding, translating and encoding all run in a worker thread: a large image
+                # must not stall the event loop, and with it every other tab's request.
+                image = decode_upload(image_data, what="The image", max_pixels=limits.max_pixels, scale=scale)
+                style = (decode_upload(style_data, what="The style image", max_pixels=limits.max_pixels)
+                         if style_data is not None else None)
+                started = time.perf_counter()
+                outputs = model.translate(image, style=style, **options)
+                elapsed = time.perf_counter() - started
+                return [encode_png(o) for o in outputs], tuple(outputs[0].shape[-2:]), elapsed
+
+            pngs, (height, width), elapsed = await run_in_threadpool(work)
         except RequestError as exc:
             return _error(str(exc), exc.status)
         except TranslateKitError as exc:  # anything else the model refuses, said as the CLI says it
             return _error(str(exc), 422)
-        pngs = [encode_png(o) for o in outputs]
-        height, width = outputs[0].shape[-2:]
         if fmt == "png":
             headers = {"X-Model": model.name, "X-Width": str(width), "X-Height": str(height)}
             return Response(pngs[0], media_type="image/png", headers=headers)
@@ -156,8 +161,10 @@ def _choose(form: FormData, models: Mapping[str, ServedModel]) -> ServedModel:
     name = _text(form, "model")
     if name is None and len(models) == 1:
         return next(iter(models.values()))
+    if not name:
+        raise RequestError(f"Say which model: send the field 'model', one of {', '.join(models)}.", 422)
     if name not in models:
-        hint = did_you_mean(name, models) if name else ""
+        hint = did_you_mean(name, models)
         raise RequestError(f"Unknown model {name!r}.{hint} This server has: {', '.join(models)}.", 404)
     return models[name]
 

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from translate_kit.data.io import decode_image_bytes, to_channels
+from translate_kit.data.io import decode_image_bytes, gif_frames, image_size, to_channels
 from translate_kit.data.jitter import to_unit_range
 from translate_kit.errors import DataError, TranslateKitError
 from translate_kit.inference import Translator
-from translate_kit.method import InputSpec, describe_inputs
+from translate_kit.method import InputSpec, describe_inputs, private_rng
 
 if TYPE_CHECKING:
     from translate_kit.eval.labels import Palette
@@ -41,7 +41,6 @@ __all__ = [
     "ServedModel",
     "decode_upload",
     "encode_png",
-    "image_size",
     "load_models",
     "model_names",
     "served_model",
@@ -92,49 +91,6 @@ class Limits:
 # Uploads
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG, JPEG, GIF or WebP file; None for anything else.
-
-    Read before decoding, so an image too large to decode is refused without decoding it.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-        chunk = data[12:16]
-        if chunk == b"VP8 ":
-            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-        if chunk == b"VP8L":
-            bits = int.from_bytes(data[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-        if chunk == b"VP8X":
-            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-        return None
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_size(data)
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG segments to the first start-of-frame marker, which holds the size."""
-    i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            i += 2
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
-
-
 def decode_upload(data: bytes, *, what: str, max_pixels: int, scale: int = 1) -> torch.Tensor:
     """Decode an uploaded image to uint8 `(C, H, W)`, C = 1 (gray) or 3 (RGB), in memory.
 
@@ -157,6 +113,9 @@ def decode_upload(data: bytes, *, what: str, max_pixels: int, scale: int = 1) ->
     if size is None:
         raise RequestError(f"{what} is not a PNG, JPEG, GIF or WebP image; convert it to PNG and try again.", 415)
     width, height = size
+    frames = gif_frames(data)
+    if frames is not None and frames > 1:  # every frame would be decoded: the pixel limit would not hold
+        raise RequestError(f"{what} is an animated GIF ({frames} frames); send a single image (PNG).", 415)
     if width * height * scale * scale > max_pixels:
         output = f" (its output {width * scale} x {height * scale})" if scale > 1 else ""
         raise RequestError(
@@ -268,7 +227,6 @@ class ServedModel:
         if style is not None and not spec.style_image:
             raise RequestError(f"Model {self.name!r} takes no style image; send the image alone.", 422)
         seeded = mode == "paper" or spec.multimodal
-        devices = [self.translator.device.index or 0] if self.translator.device.type == "cuda" else []
         with self.lock, self.rng_lock if seeded else contextlib.nullcontext():
             translator = self._translator(mode)
             if style is not None:  # a method bound to this style, for this request only
@@ -276,7 +234,7 @@ class ServedModel:
                 translator = self._make(translator.method.with_style(styled.to(translator.device)), mode)
             outputs = []
             for i in range(samples):
-                with torch.random.fork_rng(devices=devices) if seeded else contextlib.nullcontext():
+                with private_rng(translator.device) if seeded else contextlib.nullcontext():
                     if seeded:
                         torch.manual_seed(seed + i)
                     try:

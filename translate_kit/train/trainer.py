@@ -31,7 +31,7 @@ from translate_kit.accel import accelerate
 from translate_kit.build import autocast_dtype, build_method, check_sizes, select_device, uses_channels_last
 from translate_kit.data.loading import training_data
 from translate_kit.errors import CheckpointError
-from translate_kit.method import BatchSpec, Method, test_time, unwrap
+from translate_kit.method import BatchSpec, Method, private_rng, test_time, unwrap
 from translate_kit.progress import format_stats, make_progress
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
@@ -142,7 +142,8 @@ class Trainer:
         self.dataset, self.sampler, self.loader = data.dataset, data.sampler, data.loader
         self.steps_per_epoch = data.steps_per_epoch
         self.batch_spec = BatchSpec(self.device, recipe.data.crop_size, recipe.data.flip, self.channels_last)
-        self.validation = Validation(recipe, self.registry, self.method, self.device) if train.eval_every else None
+        self.validation = (Validation(recipe, self.registry, self.method, self.device, self.run_dir)
+                           if train.eval_every else None)
         if resume_from is not None:
             self._restore(resume_from)
         self.dist.barrier()  # every rank has built and checked everything before the folder changes
@@ -275,7 +276,7 @@ class Trainer:
         record, best = self.validation.run(self.method, step=self.state.step, epoch=self.state.epoch, ema=self.ema)
         if self.dist.is_main:
             if best:
-                self.validation.save_best(self.method, self.run_dir, ema=self.ema, state=dataclasses.asdict(self.state))
+                self.validation.save_best(self.method, ema=self.ema, state=dataclasses.asdict(self.state))
             if self.console is not None:
                 self.console.print(self.validation.summary(record), markup=False, highlight=False)
             self.write_page()
@@ -306,10 +307,9 @@ class Trainer:
         """
         names = self.sample_names()
         spec = dataclasses.replace(self.batch_spec, train=False)
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
         averaged = self.ema.applied(self.method) if self.ema is not None else contextlib.nullcontext()
         # A private RNG: sampling must not move the training RNG, or resumes would not be exact.
-        with torch.random.fork_rng(devices=devices), averaged, test_time(self.method, self.method.sample_mode):
+        with private_rng(self.device), averaged, test_time(self.method, self.method.sample_mode):
             torch.manual_seed(self.recipe.run.seed)
             for index, name in enumerate(names):
                 batch = self.method.prepare_batch(default_collate([self.dataset[index]]), spec)
@@ -339,8 +339,7 @@ class Trainer:
     # Checkpoints
 
     def _rank_state(self) -> dict[str, Any]:
-        """What differs between ranks and a checkpoint must keep for each: the random streams and
-        the method's extra state (e.g. CycleGAN's image pools of this rank's fakes), on the CPU."""
+        """What a checkpoint keeps per rank: its random streams and method state (CycleGAN's pools), on the CPU."""
         return {"rng": ckpt.rng_state(self.device), "method_state": ckpt.to_cpu(self.method.extra_state())}
 
     def checkpoint_state(self) -> dict[str, Any]:

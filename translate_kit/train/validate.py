@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from translate_kit.errors import DataError, RecipeError
-from translate_kit.method import Method, unwrap
+from translate_kit.method import Method, private_rng, unwrap
 from translate_kit.recipe import Recipe
 from translate_kit.registry import Registry
 from translate_kit.train import checkpoint as ckpt
@@ -74,16 +74,19 @@ class Validation:
         registry: the components (the dataset, and the segmenter's networks).
         method: the method being trained (for its scoring protocol).
         device: the training device.
+        run_dir: the run folder, where `best.pt` goes.
 
     Raises:
         RecipeError / DataError: the split, the segmenter, the FID weights or the metric does not fit.
     """
 
-    def __init__(self, recipe: Recipe, registry: Registry, method: Method, device: torch.device) -> None:
+    def __init__(self, recipe: Recipe, registry: Registry, method: Method, device: torch.device,
+                 run_dir: Path) -> None:
         from translate_kit.eval.evaluate import eval_dataset
 
         train = recipe.train
         self.recipe, self.device, self.every = recipe, device, train.eval_every
+        self.best_file = Path(run_dir) / BEST_FILE
         self.metric, self.direction = train.best_metric, better_direction(train.best_metric, train.best_mode)
         dataset = eval_dataset(recipe, registry, train.eval_split, resize=method.eval_protocol().resize)
         count = min(train.eval_images or len(dataset), len(dataset))
@@ -125,11 +128,10 @@ class Validation:
         from translate_kit.eval.evaluate import INCEPTION_KEYS, EvalOptions, evaluate
         from translate_kit.inference import Translator
 
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
         averaged = ema.applied(method) if ema is not None else contextlib.nullcontext()
         train = self.recipe.train
         options = EvalOptions(split=train.eval_split, batch_size=train.batch_size, write_images=False)
-        with torch.random.fork_rng(devices=devices), averaged:
+        with private_rng(self.device), averaged:
             translator = Translator(_plain_view(method), self.recipe, device=self.device, mode="eval")
             report = evaluate(translator, self.items, options=options, out_dir=None, checkpoint=f"step {step}",
                               segmenter=self.segmenter, fid_network=self.fid)
@@ -148,26 +150,34 @@ class Validation:
             self.best = {"step": step, "value": value}
         return record, bool(best and math.isfinite(value))
 
-    def save_best(self, method: Method, run_dir: Path, *, ema: Any | None, state: Mapping[str, Any]) -> Path:
-        """Write the current weights as `run_dir/best.pt` (atomically): a checkpoint without the
-        optimisers, which `tkit translate`, `tkit eval` and `tkit export` take like any other."""
+    def save_best(self, method: Method, *, ema: Any | None, state: Mapping[str, Any]) -> Path:
+        """Write the current weights as `best.pt` in the run folder (atomically): a checkpoint
+        without the optimisers, which `tkit translate`, `tkit eval` and `tkit export` take like
+        any other."""
         nets = {name: unwrap(net).state_dict() for name, net in method.nets.items()}
         saved = ckpt.checkpoint_dict(self.recipe.to_dict(), nets, ema=ema.state_dict() if ema is not None else None,
                                      method_state=method.extra_state(), state=state)
         saved["validation"] = {"metric": self.metric, **(self.best or {})}
-        path = Path(run_dir) / BEST_FILE
-        ckpt.atomic_save(saved, path)
-        return path
+        ckpt.atomic_save(saved, self.best_file)
+        return self.best_file
 
     def state_dict(self) -> dict[str, Any]:
-        return {"records": [dict(r) for r in self.records], "best": dict(self.best) if self.best else None}
+        return {"records": [dict(r) for r in self.records], "best": dict(self.best) if self.best else None,
+                "metric": self.metric}
 
     def load_state_dict(self, state: Mapping[str, Any] | None, *, step: int) -> None:
-        """The scores up to `step` (those of an interrupted run's later steps are scored again)."""
+        """The scores up to `step` (those of an interrupted run's later steps are scored again),
+        and the best of them, unless it no longer applies: scored by another `best_metric` (a
+        `--set` on resume), or its `best.pt` overwritten by the interrupted run after `step` (the
+        weights it names are gone; the next validation starts the best afresh)."""
         state = state or {}
         self.records = [dict(r) for r in state.get("records", []) if r.get("step", 0) <= step]
         best = state.get("best")
-        self.best = dict(best) if best and best.get("step", 0) <= step else None
+        self.best = dict(best) if best and best.get("step", 0) <= step and state.get("metric") == self.metric else None
+        if self.best is not None and self.best_file.is_file():
+            written = (ckpt.load_checkpoint(self.best_file).get("state") or {}).get("step", 0)
+            if written > step:
+                self.best = None
 
     def summary(self, record: Mapping[str, float]) -> str:
         """One line for the console: the scores, then the best so far."""
