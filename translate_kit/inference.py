@@ -495,7 +495,9 @@ class Translator:
         if self._bytes_per_pixel is None:
             x = torch.zeros(1, self.in_channels, probe, probe, device=self.device)
             self._runner()  # the eval-mode copy of the weights is made before, not counted as activations
-            with private_rng(self.device):  # paper mode's dropout must not move the caller's stream
+            # As translation runs: no autograd graph (whose saved tensors would count), and paper
+            # mode's dropout must not move the caller's random stream.
+            with private_rng(self.device), torch.inference_mode():
                 self._bytes_per_pixel = peak_bytes(lambda: self._forward(x), self.device) / probe**2
         if self._bytes_per_pixel * pixels <= budget:
             return None
