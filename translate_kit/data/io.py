@@ -56,8 +56,9 @@ def natural_key(path: Path) -> tuple[Any, ...]:
 def read_image(path: Path) -> torch.Tensor:
     """Decode an image file to uint8 `(C, H, W)` with C = 1 (gray) or 3 (RGB).
 
-    Alpha is dropped, palette images are expanded, 16-bit images are scaled to 8 bits, an animation
-    keeps its first frame (`decode_image_bytes`).
+    Alpha is dropped, 16-bit images are scaled to 8 bits, an animation keeps its first frame
+    (`decode_image_bytes`). A palette-mode PNG comes back as its palette indices, one channel: what a
+    label map stored that way holds (a photo stored with a palette must be saved as RGB first).
 
     Raises:
         DataError: the file cannot be read or decoded; the message names it.

@@ -3,6 +3,10 @@
 Input and target must move together: the same crop window and the same flip for A and B of each
 sample. Concatenating them along channels before one kornia augmentation makes that true by
 construction (each sample still gets its own window and flip).
+
+Label maps and instance maps (`label_keys`) move with the images but are never interpolated or
+rescaled: a crop and a flip only copy pixels, and their integer ids travel through the float stack
+as 16-bit pieces, which float32 holds exactly, so any integer dtype comes back bit for bit.
 """
 
 from __future__ import annotations
@@ -43,16 +47,27 @@ class PairedJitter:
         crop_size: side of the square crop; no crop when it equals the image size.
         flip: flip each sample left-right with probability 0.5.
         keys: the image entries of a batch that move together.
+        label_keys: integer maps (class ids, instance ids) that move with them: cropped and
+            flipped the same way, never interpolated, and in `prepare` neither scaled to [-1, 1]
+            nor given another dtype (e.g. `("A", "instances")` of the `label_maps` dataset).
 
     Example:
-        >>> jitter = PairedJitter(crop_size=4, flip=True)
-        >>> batch = {"A": torch.rand(2, 3, 6, 6), "B": torch.rand(2, 1, 6, 6)}
+        >>> jitter = PairedJitter(crop_size=4, flip=True, label_keys=("L",))
+        >>> ids = torch.zeros(2, 1, 6, 6, dtype=torch.int32)
+        >>> batch = {"A": torch.rand(2, 3, 6, 6), "B": torch.rand(2, 1, 6, 6), "L": ids}
         >>> {k: tuple(v.shape) for k, v in jitter(batch).items()}
-        {'A': (2, 3, 4, 4), 'B': (2, 1, 4, 4)}
+        {'A': (2, 3, 4, 4), 'B': (2, 1, 4, 4), 'L': (2, 1, 4, 4)}
+        >>> jitter(batch)["L"].dtype
+        torch.int32
     """
 
-    def __init__(self, crop_size: int, flip: bool, keys: Sequence[str] = ("A", "B")) -> None:
+    def __init__(
+        self, crop_size: int, flip: bool, keys: Sequence[str] = ("A", "B"), label_keys: Sequence[str] = ()
+    ) -> None:
+        if set(keys) & set(label_keys):
+            raise ValueError(f"Expected keys and label_keys to differ, got both {sorted(set(keys) & set(label_keys))}")
         self.keys = tuple(keys)
+        self.label_keys = tuple(label_keys)
         self.crop_size = crop_size
         self.flip_enabled = flip
         self.crop: Any = None  # kornia's augmentations, made at the first batch (see _build)
@@ -68,8 +83,9 @@ class PairedJitter:
 
     def prepare(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
         """`Method.prepare_batch`'s default: the `keys` images (uint8) to `spec.device` in
-        [-1, 1], jittered (`spec.train`) or centre-cropped, in the networks' memory format."""
-        missing = [key for key in self.keys if key not in batch]
+        [-1, 1], jittered (`spec.train`) or centre-cropped, in the networks' memory format; the
+        `label_keys` maps to `spec.device` as they are (integers), cropped and flipped with them."""
+        missing = [key for key in (*self.keys, *self.label_keys) if key not in batch]
         if missing:
             raise DataError(
                 f"The dataset's items have no {', '.join(missing)} image(s) (they have "
@@ -77,20 +93,28 @@ class PairedJitter:
                 "dataset that gives them (aligned, paired), or a method that prepares what this dataset gives."
             )
         out = dict(batch)
-        for key in self.keys:
+        for key in (*self.keys, *self.label_keys):
             if isinstance(batch[key], list):  # images of different sizes (load_size = 0)
                 raise DataError(
                     f"The {key} images of a batch differ in size; paired jitter needs one size: set data.load_size, "
                     "or use a method whose prepare_batch crops images of any size."
                 )
-            out[key] = to_unit_range(batch[key].to(spec.device, non_blocking=True))
+            if key in self.label_keys and (batch[key].is_floating_point() or batch[key].is_complex()):
+                raise DataError(
+                    f"The {key} entries of the batch are {batch[key].dtype}, but this method reads them as label maps "
+                    "of integer ids; use a dataset that lists them in its label_keys (label_maps)."
+                )
+            moved = batch[key].to(spec.device, non_blocking=True)
+            out[key] = moved if key in self.label_keys else to_unit_range(moved)
         if spec.train:
             out = self(out)
         elif spec.crop_size is not None:
-            out.update((key, centre_crop(out[key], self.crop_size)) for key in self.keys)
+            out.update((key, centre_crop(out[key], self.crop_size)) for key in (*self.keys, *self.label_keys))
         memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
         for key in self.keys:
             out[key] = out[key].contiguous(memory_format=memory_format)
+        for key in self.label_keys:
+            out[key] = out[key].contiguous()
         return out
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -98,14 +122,39 @@ class PairedJitter:
             self._build()
         out = dict(batch)
         images = [batch[k] for k in self.keys]
-        height, width = images[0].shape[-2:]
+        labels = [batch[k] for k in self.label_keys]
+        height, width = (images or labels)[0].shape[-2:]
         if height < self.crop_size or width < self.crop_size:
             raise ValueError(f"Expected images of at least {self.crop_size}x{self.crop_size}, got {height}x{width}")
-        stacked = torch.cat(images, dim=1)
+        planes = [_label_planes(x) for x in labels]
+        parts = [*images, *(p for pieces in planes for p in pieces)]
+        stacked = torch.cat(parts, dim=1)  # dtypes promote (uint8 images and float32 planes -> float32)
         if (height, width) != (self.crop_size, self.crop_size):
             stacked = self.crop(stacked)
         if self.flip is not None:
             stacked = self.flip(stacked)
-        splits = torch.split(stacked, [x.shape[1] for x in images], dim=1)
-        out.update(zip(self.keys, splits))
+        splits = list(torch.split(stacked, [x.shape[1] for x in parts], dim=1))
+        out.update((key, split.to(x.dtype)) for key, x, split in zip(self.keys, images, splits))
+        splits = splits[len(images) :]
+        for key, x, pieces in zip(self.label_keys, labels, planes):
+            out[key] = _from_label_planes(splits[: len(pieces)], x.dtype)
+            splits = splits[len(pieces) :]
         return out
+
+
+def _label_planes(labels: torch.Tensor) -> list[torch.Tensor]:
+    """Integer maps as float32 planes that a crop and a flip carry exactly: one plane for 8- and
+    16-bit ids, else one per 16 bits of the two's complement, lowest first."""
+    if labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"Expected integer label maps, got {labels.dtype}")
+    if labels.element_size() <= 2 and labels.dtype != torch.uint16:  # |values| < 2**16
+        return [labels.float()]
+    wide = labels.to(torch.int64)
+    return [((wide >> (16 * i)) & 0xFFFF).float() for i in range(labels.element_size() // 2)]
+
+
+def _from_label_planes(planes: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    if len(planes) == 1 and dtype != torch.uint16:
+        return planes[0].to(dtype)
+    wide = sum(plane.to(torch.int64) << (16 * i) for i, plane in enumerate(planes))
+    return wide.to(dtype)  # two's complement: the top piece restores the sign

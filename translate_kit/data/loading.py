@@ -32,6 +32,7 @@ __all__ = [
     "build_dataset",
     "collate_items",
     "make_loader",
+    "nearest_resize",
     "training_data",
 ]
 
@@ -39,12 +40,29 @@ __all__ = [
 def _resize(image: torch.Tensor, size: int, *, labels: bool = False) -> torch.Tensor:
     if size == 0 or image.shape[-2:] == (size, size):  # 0: keep the stored size
         return image
+    if labels:  # class and instance ids must never blend: nearest neighbour, by indexing
+        return nearest_resize(image, size)
     from torchvision.transforms.v2 import functional as F
 
-    if labels:  # class ids must never blend: nearest neighbour
-        return F.resize(image, [size, size], interpolation=F.InterpolationMode.NEAREST_EXACT)
     # Bicubic with antialiasing, as the reference does with PIL; on uint8 it rounds and clamps.
     return F.resize(image, [size, size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+
+
+def nearest_resize(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a label map `(..., H, W)` to `size` x `size` with nearest neighbour, by indexing.
+
+    Output pixel i takes input pixel floor((i + 1/2) H / size) (the "nearest-exact" rule, which
+    keeps a map centred), computed in integers, so every value of any integer dtype is copied
+    exactly (torchvision's resize goes through float32, which rounds ids above 2**24).
+
+    Example:
+        >>> nearest_resize(torch.tensor([[1, 2, 3], [4, 5, 6]]), 2).tolist()
+        [[1, 3], [4, 6]]
+    """
+    height, width = labels.shape[-2:]
+    rows = (torch.arange(size) * 2 + 1) * height // (2 * size)
+    cols = (torch.arange(size) * 2 + 1) * width // (2 * size)
+    return labels[..., rows[:, None], cols]
 
 
 class PreparedDataset(Dataset):
@@ -54,8 +72,10 @@ class PreparedDataset(Dataset):
         dataset: map-style dataset of items such as `{"A": uint8 (C,H,W), "B": ..., "name": str}`.
             The keys in `channels` that an item has are images (resized bicubically, converted
             to their channel count); the keys the dataset lists in its attribute `label_keys`
-            are label maps (resized with nearest neighbour, never blended); every other entry
-            (a clip's frame count, a domain label) passes through as the dataset made it.
+            are label maps or instance maps of integer ids (resized with nearest neighbour,
+            never blended, their channels and dtype kept, even when `channels` names them);
+            every other entry (a clip's frame count, a domain label) passes through as the
+            dataset made it.
         load_size: square side images are resized to; 0 keeps each image's stored size.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
@@ -99,7 +119,7 @@ class PreparedDataset(Dataset):
         """Item `index` of the wrapped dataset, resized and channel-converted (uncached)."""
         item = dict(self.dataset[index])
         for key, channels in self.channels.items():
-            if key in item:
+            if key in item and key not in self.label_keys:
                 item[key] = to_channels(_resize(item[key], self.load_size), channels).contiguous()
         for key in self.label_keys:
             if key in item:
@@ -271,14 +291,23 @@ def make_loader(
 def build_dataset(recipe: Recipe, registry: Registry, *, split: str | None = None, load_size: int | None = None,
                   cache: bool | None = None) -> PreparedDataset:
     """The recipe's dataset component, prepared: resized to `load_size` (default the recipe's),
-    channels converted, cached as the recipe says. `split` replaces the dataset's split option."""
+    channels converted, cached as the recipe says. `split` replaces the dataset's split option.
+
+    A factory that takes a keyword argument named like the [data] field `on_error` or `palette`
+    gets `data.on_error`, or the registered `Palette` that `data.palette` names (None for "")."""
     data = recipe.data
     table = {"name": data.dataset, **data.options}
     options = {o.name for o in registry.get("dataset", data.dataset, where=recipe.where("data")).options}
     if split is not None:
         table["split"] = split
+    # [data] fields a dataset factory takes as keyword arguments of the same name reach it:
+    # on_error as it is (`paired` drops files without a partner), palette as the registered
+    # Palette that data.palette names, or None (`label_maps` decodes colour label maps with it).
     if "on_error" in options:
-        table.setdefault("on_error", data.on_error)  # e.g. `paired` drops files without a partner
+        table.setdefault("on_error", data.on_error)
+    if "palette" in options:
+        at = f"{recipe.where('data')}, key 'palette'"
+        table.setdefault("palette", registry.get("palette", data.palette, where=at).factory() if data.palette else None)
     dataset = registry.build("dataset", table, where=recipe.where("data"))
     return PreparedDataset(
         dataset,
