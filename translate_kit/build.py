@@ -77,6 +77,13 @@ class RecipeParts:
     def out_channels(self) -> int:
         return self.recipe.data.out_channels
 
+    @property
+    def palette(self) -> Any:
+        if not self.recipe.data.palette:
+            return None
+        where = f"{self.recipe.where('data')}, key 'palette'"
+        return self.registry.get("palette", self.recipe.data.palette, where=where).factory()
+
     def component(self, table: str, **fixed: Any) -> Any:
         return self._build(table, {}, fixed)
 

@@ -399,6 +399,11 @@ class Parts(Protocol):
     def out_channels(self) -> int:
         """Channels of the target images."""
 
+    @property
+    def palette(self) -> Palette | None:
+        """The registered palette `data.palette` names (the classes and colours of label-map
+        inputs), or None when the recipe names none."""
+
 
 def unwrap(net: nn.Module) -> nn.Module:
     """The plain module inside torch.compile / DDP wrappers."""

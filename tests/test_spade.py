@@ -1,0 +1,122 @@
+"""The SPADE method: training on label maps, TTUR, the label input, multimodal and style inference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import RECIPES, quick_overrides
+
+from translate_kit.api import BatchSpec, encode_palette, to_unit_range
+from translate_kit.eval.labels import FACADES
+from translate_kit.inference import Translator
+from translate_kit.method import describe_inputs
+from translate_kit.recipe import load_recipe
+from translate_kit.train.trainer import Trainer
+
+TINY = [
+    "generator.ngf=4", "generator.spade_hidden=8", "generator.crop_size=32",
+    "discriminator.ndf=4", "discriminator.n_layers=2",
+]
+VAE = ["method.use_vae=true", 'encoder.name="spade_encoder"', "encoder.ndf=2", "encoder.input_size=128"]
+
+
+def make_trainer(registry, pm, root, run_dir, *extra, steps=2, **kwargs):
+    overrides = quick_overrides(root, run_dir, steps=steps) + TINY + list(extra)
+    recipe = load_recipe(RECIPES / "spade_facades_cpu.toml", overrides, registry=registry)
+    return Trainer(recipe, registry=registry, pm=pm, device="cpu", **kwargs)
+
+
+def test_spade_trains_with_ttur_and_keeps_it_on_resume(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    before = {k: v.clone() for k, v in trainer.method.nets["G"].state_dict().items()}
+    history = trainer.fit()
+    assert {"loss_G_GAN", "loss_G_FM", "loss_D_real", "loss_D_fake"} <= set(history[-1])
+    assert all(math.isfinite(v) for r in history for v in r.values())
+    after = trainer.method.nets["G"].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("original"))  # spectral-norm weights
+
+    def settings(t):
+        return {g: (o.param_groups[0]["lr"], tuple(o.param_groups[0]["betas"])) for g, o in t.optimizers.items()}
+
+    assert settings(trainer) == {"G": (1e-4, (0.0, 0.9)), "D": (4e-4, (0.0, 0.9))}
+    recipe = load_recipe(trainer.run_dir / "recipe.toml", ["train.max_steps=3"], registry=registry)
+    resumed = Trainer(recipe, registry=registry, pm=pm, device="cpu", run_dir=trainer.run_dir, resume=True)
+    assert settings(resumed) == settings(trainer)
+    resumed.fit()
+
+
+def test_ttur_is_the_methods_default_without_optimizer_tables(registry):
+    from translate_kit.build import build_method
+
+    recipe = load_recipe(RECIPES / "spade_facades_cpu.toml", TINY, registry=registry)
+    method = build_method(recipe, registry)
+    defaults = method.optimizer_defaults()
+    assert (defaults["G"].lr, defaults["G"].betas, defaults["D"].lr, defaults["D"].betas) == (1e-4, (0.0, 0.9), 4e-4,
+                                                                                            (0.0, 0.9))
+    assert method.optimizer_groups() == {"G": ["G"], "D": ["D"]}
+
+
+def test_the_batch_holds_exact_ids_their_colours_and_the_photo(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    loader_batch = next(iter(trainer.loader))
+    batch = trainer.method.prepare_batch(loader_batch, BatchSpec(torch.device("cpu"), 32, flip=True))
+    labels = batch["labels"]
+    assert labels.shape == (2, 1, 32, 32) and set(labels.unique().tolist()) <= set(range(12))
+    assert torch.equal(batch["A"], to_unit_range(encode_palette(labels[:, 0].long(), FACADES)))
+    assert batch["B"].shape == (2, 3, 32, 32) and batch["B"].abs().max() <= 1
+    seg = trainer.method._semantics(labels, None)
+    assert seg.shape == (2, 12, 32, 32) and torch.equal(seg.argmax(1, keepdim=True), labels.long())
+    trainer.close()
+
+
+def test_translate_takes_a_colour_map_of_any_multiple_size(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    trainer.fit()
+    translator = Translator.from_checkpoint(trainer.run_dir, device="cpu", registry=registry)
+    label_map = encode_palette(torch.randint(0, 12, (40, 56)), FACADES)
+    out = translator(label_map)
+    assert out.shape == (3, 40, 56) and out.dtype == torch.uint8
+    described = describe_inputs(translator.method, channels=3, palette=FACADES)  # what tkit serve offers
+    assert described.kind == "label_map" and not described.multimodal and not described.style_image
+
+
+def test_vae_mode_samples_z_and_follows_a_style(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, *VAE)
+    history = trainer.fit()
+    assert "loss_G_KLD" in history[-1] and trainer.method.optimizer_groups()["G"] == ["G", "E"]
+    method = trainer.method.eval()
+    x = to_unit_range(encode_palette(torch.randint(0, 12, (1, 32, 32)), FACADES))
+
+    def sample(m, seed):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return m.translate(x)
+
+    assert torch.equal(sample(method, 1), sample(method, 1)) and not torch.equal(sample(method, 1), sample(method, 2))
+    photos = torch.rand(2, 1, 3, 32, 32) * 2 - 1
+    styled = [method.with_style(p) for p in photos]
+    assert not torch.equal(sample(styled[0], 1), sample(styled[1], 1))  # z follows the style image
+    assert styled[0].nets is method.nets  # the same networks
+    # A map of another size: resized to the generator's size and back.
+    wide = to_unit_range(encode_palette(torch.randint(0, 12, (1, 32, 64)), FACADES))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert method.translate(wide).shape == (1, 3, 32, 64)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method.use_vae=true"], "needs an [encoder] table"),
+        (["method.lambda_fm=-1"], "loss weights >= 0"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused(registry, tiny_facades, tmp_path, overrides, message):
+    from translate_kit.build import build_method
+    from translate_kit.errors import TranslateKitError
+
+    recipe = load_recipe(RECIPES / "spade_facades_cpu.toml", TINY + overrides, registry=registry)
+    with pytest.raises((TranslateKitError, ValueError), match=message.replace("[", r"\[")):
+        build_method(recipe, registry)
