@@ -954,6 +954,12 @@ def spade(
     if min(lambda_fm, lambda_vgg, lambda_kld) < 0:
         raise ValueError(f"Expected loss weights >= 0, got lambda_fm {lambda_fm}, lambda_vgg {lambda_vgg}, "
                          f"lambda_kld {lambda_kld}")
+    # translate, sample pages and `tkit eval` hand the label map over as an image: a palette's colours
+    # (3 channels) or the ids themselves (1 channel).
+    channels = 3 if palette is not None else 1
+    if parts.in_channels != channels:
+        kind = "colour maps of data.palette" if palette is not None else "maps of class ids (no data.palette)"
+        raise ValueError(f"label maps given as {kind} are {channels}-channel images: set data.in_channels = {channels}")
     if use_vae and not parts.has("encoder"):
         raise ValueError("use_vae = true needs an [encoder] table (name = \"spade_encoder\")")
     semantic_nc = label_channels(label_nc, instances=instances)

@@ -5,6 +5,7 @@ recipe is tested with no new test code."""
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import RECIPES
 
 from translate_kit.plugins import get_plugin_manager
@@ -61,13 +62,34 @@ def stand_ins(path) -> tuple[str, list[str]]:
     if data.get("dataset") == "sr_images":
         fixture = "tiny_sr_images"
         overrides.append('data.split="train"')
+    if data.get("dataset") == "label_maps" and data.get("layout") == "folders":
+        fixture = "tiny_label_folders"
     if method.get("init_from"):
         overrides.append('method.init_from=""')
     for key, options in method.items():
         if isinstance(options, dict) and options.get("weights"):
-            kept = ", ".join(f"{k} = {_toml(v)}" for k, v in options.items() if k != "weights")
-            overrides.append(f"method.{key}={{ {kept}, allow_random = true }}")
+            kept = [f"{k} = {_toml(v)}" for k, v in options.items() if k != "weights"]
+            overrides.append(f"method.{key}={{ {', '.join([*kept, 'allow_random = true'])} }}")
     return fixture, overrides
+
+
+@pytest.fixture(scope="session")
+def tiny_label_folders(tmp_path_factory):
+    """root/train/{labels,images}: four 40-pixel index maps (ids below 12, so any label_nc from 12 up
+    takes them) with their photos, as label_maps' folders layout reads them."""
+    from torchvision.io import write_png
+
+    from translate_kit.data.synth import render_facade
+    from translate_kit.eval.labels import FACADES, decode_palette
+
+    root = tmp_path_factory.mktemp("tiny_label_folders")
+    for folder in ("labels", "images"):
+        (root / "train" / folder).mkdir(parents=True)
+    for i in range(4):
+        photo, colours = render_facade(i, 40)
+        write_png(decode_palette(colours, FACADES).to(torch.uint8)[None], str(root / "train" / "labels" / f"{i}.png"))
+        write_png(photo, str(root / "train" / "images" / f"{i}.png"))
+    return root
 
 
 @pytest.fixture(scope="session")

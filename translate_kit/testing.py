@@ -354,6 +354,27 @@ def _toml(value: Any) -> str:
     return dump_toml({"t": {"v": value}}).splitlines()[1].split(" = ", 1)[1]
 
 
+def _inputs(trainer: Any, size: tuple[int, int], side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uint8 image of `size` and a [-1, 1] batch of one `side` x `side` image that the method
+    takes: its own prepared input of the first training item (a photo, an upscaler's
+    low-resolution image, a label map whose values must be class ids), resized by nearest neighbour,
+    which keeps every value one of the item's."""
+    from torch.utils.data import default_collate
+
+    from translate_kit.data.jitter import from_unit_range, to_unit_range
+    from translate_kit.method import BatchSpec
+
+    spec = BatchSpec(torch.device("cpu"), trainer.recipe.data.crop_size, flip=False, train=False)
+    with torch.random.fork_rng(devices=[]):
+        prepared = trainer.method.prepare_batch(default_collate([trainer.dataset[0]]), spec)
+    first = from_unit_range(prepared["A"][:1].float().cpu()).float()
+
+    def resized(hw: tuple[int, int]) -> torch.Tensor:
+        return torch.nn.functional.interpolate(first, size=hw, mode="nearest-exact").to(torch.uint8)
+
+    return resized(size)[0], to_unit_range(resized((side, side)))
+
+
 def check_method(
     source: Any, registry: Registry, pm: Any, *, data_root: Path, tmp_path: Path, device: torch.device | str = "cpu",
     overrides: Sequence[str] = (),
@@ -404,9 +425,9 @@ def check_method(
                 assert torch.equal(a, b), f"{source}: resuming changed the moving average of {name}.{key}"
 
     translator = Translator.from_checkpoint(straight.run_dir, device=device, registry=registry)
-    image = torch.randint(0, 256, (straight_recipe.data.in_channels, 37, 45), dtype=torch.uint8)
     side = translator.geometry.padded(max(40, translator.geometry.min_size))
-    x = torch.rand(1, straight_recipe.data.in_channels, side, side, device=translator.device) * 2 - 1
+    image, x = _inputs(straight, (37, 45), side)
+    x = x.to(translator.device)
     with torch.no_grad():  # generators may be unbounded (super-resolution); `translate` answers in [-1, 1]
         y = translator.method.translate(x)
     assert y.abs().max() <= 1, f"{source}: translate gave values outside [-1, 1] (max |y| {y.abs().max():.3g})"
