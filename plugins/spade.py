@@ -848,8 +848,8 @@ class SPADEMethod(Method):
     def training_step(self, batch: Mapping[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
         real = batch["B"]
         seg = self._semantics(batch["labels"], batch.get("instances")).to(real.dtype)
-        if self.nets["G"].training and real.is_contiguous(memory_format=torch.channels_last):
-            seg = seg.contiguous(memory_format=torch.channels_last)
+        if not real.is_contiguous() and real.is_contiguous(memory_format=torch.channels_last):
+            seg = seg.contiguous(memory_format=torch.channels_last)  # as the batch (train.memory_format)
 
         # G (and E) against the frozen D.
         with frozen([self.nets["D"]]), ctx.autocast():
