@@ -19,8 +19,19 @@ multiscale discriminator, feature matching.
   plugin averages a list, so the method multiplies by the number of scales); D's loss halved,
   0.5 * (real + fake); feature matching with weight lambda_FM = 10 (``feature_matching_loss``:
   L1 per layer and scale, each weighted 4 / (n_layers + 1) * 1 / num_d); the VGG19 loss with
-  lambda = 10 (vgg plugin) when a weights file is given. The paper's optional instance-boundary
-  maps and instance-wise feature encoder are not implemented.
+  lambda = 10 (vgg plugin) when a weights file is given.
+- Label maps (``label_nc`` > 0, data from the ``label_maps`` dataset): G and D take the one-hot
+  class map, plus the instance-boundary map with ``instance_maps = true``, instead of an image.
+- ``FeatureEncoder`` (E, an ``[encoder]`` table of kind ``feature_encoder``): the paper's
+  instance-wise feature encoder, a small encoder-decoder (ngf 16, 4 down-samplings, 3 feature
+  channels, instance norm) on the real photo whose output is averaged inside each instance
+  (``instance_mean``) and concatenated to G's input; trained with G (E is in G's optimiser group,
+  as in the reference). Without instance maps every class is one instance, as in the reference.
+  After training, ``tkit features RUN`` (plugin ``feature_clusters``) clusters the instances'
+  features per class with k-means (k = 10) into ``RUN/feature_clusters.pt``; ``translate`` then
+  fills each class with a cluster centre: drawn at random per class and sample (a multimodal
+  model), or chosen with the inference options ``feature_cluster`` / ``feature_clusters``
+  (``tkit translate RUN --option feature_cluster=3``). Without that file the features are zero.
 
 Example:
     >>> import torch
@@ -31,46 +42,73 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from translate_kit_plugins.label_maps import label_channels, label_input, labels_from_image
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.resnet import ResidualBlock
 
 from translate_kit.api import (
     MULTISCALE_LOGITS,
+    BatchSpec,
+    CheckpointError,
     ComponentRef,
+    DataError,
     GANLossName,
+    InferenceOption,
+    InputSpec,
     LossOptions,
     Method,
     Norm,
     OptionsOf,
+    PairedJitter,
+    Palette,
     Parts,
     StepContext,
+    atomic_save,
     conv_bias,
+    did_you_mean,
+    encode_palette,
     frozen,
     init_weights,
     make_norm,
+    register,
     register_discriminator,
     register_generator,
     register_method,
+    to_unit_range,
+    unwrap,
 )
 
 __all__ = [
+    "CLUSTERS_FILE",
+    "FEATURE_OPTIONS",
+    "FeatureClusters",
+    "FeatureEncoder",
     "FeatureMatchingLoss",
     "GlobalGenerator",
+    "LabelSpec",
     "LocalEnhancer",
     "MultiscaleDiscriminator",
     "Pix2PixHD",
+    "feature_encoder",
     "feature_matching_loss",
     "global_generator",
+    "instance_mean",
     "local_enhancer",
     "multiscale",
     "pix2pixhd",
 ]
+
+INSTANCES = "instances"  # the label_maps dataset's key of instance-id maps
+CLUSTERS_FILE = "feature_clusters.pt"  # beside checkpoints/ in a run folder: written by `tkit features`
 
 
 def _downsample() -> nn.AvgPool2d:
@@ -254,6 +292,173 @@ def local_enhancer(
                                       n_blocks=n_local_blocks, norm=norm, train_global=train_global))
 
 
+# --- instance-wise feature encoder ----------------------------------------------------------
+
+
+def _instance_groups(instances: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """For `(B, 1, H, W)` ids: each pixel's group (an instance of one image) as an index into
+    0..K-1, flattened image by image, and K."""
+    ids = instances.reshape(instances.shape[0], -1).to(torch.int64)
+    ids = ids - ids.min()
+    keys = ids + torch.arange(ids.shape[0], device=ids.device)[:, None] * (int(ids.max()) + 1)
+    _, inverse = torch.unique(keys, return_inverse=True)
+    return inverse.flatten(), int(inverse.max()) + 1
+
+
+def _group_means(features: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
+    """Mean of `(B, C, H, W)` features over each group (see `_instance_groups`): `(C, count)`, float32."""
+    channels = features.shape[1]
+    flat = features.float().transpose(0, 1).reshape(channels, -1)  # (C, B·H·W), image by image
+    sums = flat.new_zeros(channels, count).index_add_(1, groups, flat)
+    return sums / torch.bincount(groups, minlength=count).to(flat.dtype)
+
+
+def instance_mean(features: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+    """Every pixel gets the mean feature of its instance (pix2pixHD's instance-wise average pooling).
+
+    Args:
+        features: `(B, C, H, W)`.
+        instances: integer instance ids `(B, 1, H, W)`; ids are per image (id 3 of image 0 and id 3
+            of image 1 are two instances). A class map works as an instance map: one instance per class.
+
+    Returns:
+        `(B, C, H, W)` float32, differentiable with respect to `features`.
+
+    Example:
+        >>> f = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]]])
+        >>> instance_mean(f, torch.tensor([[[[0, 0], [0, 9]]]])).tolist()
+        [[[[3.0, 3.0], [3.0, 7.0]]]]
+    """
+    if features.ndim != 4 or instances.shape != (features.shape[0], 1, *features.shape[-2:]):
+        raise ValueError(f"Expected features (B, C, H, W) and instances (B, 1, H, W) of the same B, H, W, got "
+                         f"{tuple(features.shape)} and {tuple(instances.shape)}")
+    if instances.is_floating_point():
+        raise ValueError(f"Expected integer instance ids, got {instances.dtype}")
+    groups, count = _instance_groups(instances)
+    means = _group_means(features, groups, count)
+    b, c, h, w = features.shape
+    return means[:, groups].reshape(c, b, h, w).transpose(0, 1)
+
+
+class FeatureEncoder(nn.Module):
+    """pix2pixHD's encoder E: c7s1-ngf, `n_downsampling` stride-2 convs, as many transposed convs,
+    c7s1-feat_num, tanh; its output is averaged inside each instance (`instance_mean`).
+
+    Args:
+        in_channels: channels of the photos it encodes.
+        feat_num: feature channels (3 in the paper).
+        ngf: feature maps of the first layer (16 in the reference, `nef`).
+        n_downsampling: stride-2 convolutions (4 in the reference, `n_downsample_E`).
+        norm: "instance" (the reference's), "batch" or "none".
+
+    Attributes:
+        size_multiple: 2^n_downsampling; H and W must be multiples of it.
+        min_size: 2^(n_downsampling+1): instance norm needs more than one value at the bottleneck.
+
+    Shape:
+        `forward(image, instances)`: (B, in_channels, H, W), (B, 1, H, W) ids -> (B, feat_num, H, W),
+        constant inside each instance, in (-1, 1).
+    """
+
+    def __init__(
+        self, *, in_channels: int = 3, feat_num: int = 3, ngf: int = 16, n_downsampling: int = 4, norm: str = "instance"
+    ) -> None:
+        super().__init__()
+        if min(in_channels, feat_num, ngf) < 1 or n_downsampling < 0:
+            raise ValueError(f"Expected in_channels, feat_num, ngf >= 1 and n_downsampling >= 0, got {in_channels}, "
+                             f"{feat_num}, {ngf}, {n_downsampling}")
+        self.in_channels, self.feat_num = in_channels, feat_num
+        self.size_multiple, self.min_size = 2**n_downsampling, 2 ** (n_downsampling + 1)
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), make_norm(norm, ngf), nn.ReLU(True)
+        ]
+        width = ngf
+        for _ in range(n_downsampling):
+            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), make_norm(norm, 2 * width),
+                       nn.ReLU(True)]
+            width *= 2
+        for _ in range(n_downsampling):
+            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                       make_norm(norm, width // 2), nn.ReLU(True)]
+            width //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, feat_num, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """Per-pixel features before the pooling, (B, feat_num, H, W)."""
+        _check_input(image, self.in_channels, self.size_multiple, self.min_size)
+        return self.model(image)
+
+    def forward(self, image: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        return instance_mean(self.features(image), instances)
+
+
+@register("feature_encoder", tiny={"ngf": 2, "n_downsampling": 2})
+def feature_encoder(
+    *, in_channels: int = 3, feat_num: int = 3, ngf: int = 16, n_downsampling: int = 4, norm: Norm = "instance"
+) -> FeatureEncoder:
+    """pix2pixHD's instance-wise feature encoder E (788,803 parameters with the defaults).
+
+    H and W must be multiples of 2^n_downsampling and at least 2^(n_downsampling+1).
+    """
+    return init_weights(FeatureEncoder(in_channels=in_channels, feat_num=feat_num, ngf=ngf,
+                                       n_downsampling=n_downsampling, norm=norm))
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureClusters:
+    """k-means centres of the instance features, per class: what `tkit features` writes to
+    `RUN/feature_clusters.pt` and `Pix2PixHD.load_run_files` reads.
+
+    Attributes:
+        centres: `(label_nc, k, feat_num)` float32; class c's first `counts[c]` rows are its centres.
+        counts: `(label_nc,)` int64: clusters per class (0: the class had no instance to cluster).
+        names: the class names.
+        seed: the k-means seed.
+        source: the checkpoint file whose encoder made the features.
+        step: that checkpoint's step.
+        instances: `(label_nc,)` int64: instances clustered per class.
+    """
+
+    centres: torch.Tensor
+    counts: torch.Tensor
+    names: tuple[str, ...]
+    seed: int
+    source: str
+    step: int
+    instances: torch.Tensor
+
+    FORMAT = "translate-kit/pix2pixhd-feature-clusters"
+
+    def save(self, path: Path) -> None:
+        """Write the file atomically (a crash leaves the previous one)."""
+        state = {"format": self.FORMAT, "version": 1, "centres": self.centres.cpu(), "counts": self.counts.cpu(),
+                 "names": list(self.names), "seed": self.seed, "source": self.source, "step": self.step,
+                 "instances": self.instances.cpu()}
+        atomic_save(state, Path(path))
+
+    @classmethod
+    def read(cls, path: Path) -> FeatureClusters:
+        """Read a file `save` wrote.
+
+        Raises:
+            CheckpointError: not such a file, or damaged.
+        """
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != cls.FORMAT:
+                raise ValueError("no feature-clusters marker")
+            clusters = cls(state["centres"].float(), state["counts"].long(), tuple(state["names"]), int(state["seed"]),
+                           str(state["source"]), int(state["step"]), state["instances"].long())
+            if clusters.centres.ndim != 3 or clusters.counts.shape != clusters.centres.shape[:1]:
+                raise ValueError(f"centres {tuple(clusters.centres.shape)} and counts {tuple(clusters.counts.shape)}")
+        except Exception as exc:  # any unreadable content is the same problem for the user
+            raise CheckpointError(f"{path} is not a readable feature-clusters file ({exc}); make it again with "
+                                  "`tkit features RUN`.") from None
+        return clusters
+
+
 # --- discriminator ----------------------------------------------------------------------------
 
 
@@ -403,33 +608,127 @@ def _as_scales(out: Any) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     return list(logits), list(features)
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelSpec:
+    """How pix2pixHD reads label maps (the `label_maps` dataset's class ids).
+
+    Attributes:
+        label_nc: classes: ids 0..label_nc-1, one-hot encoded for G and D.
+        dont_care: the id of unlabelled pixels (an all-zero class vector), or None.
+        instance_maps: the items hold instance maps (key "instances"): their boundary map is one
+            more input channel of G and D, and E pools over instances (not classes).
+        palette: the classes' colours (`data.palette`): `translate` decodes colour label maps with
+            it, and the prepared batch's "A" is the map in these colours. None: one-channel maps of ids.
+    """
+
+    label_nc: int
+    dont_care: int | None = None
+    instance_maps: bool = False
+    palette: Palette | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.palette.names if self.palette is not None else tuple(str(i) for i in range(self.label_nc))
+
+
+FEATURE_OPTIONS = {
+    "feature_cluster": InferenceOption(
+        "the cluster centre that fills every instance (0..k-1, per class: a class with fewer clusters takes N mod "
+        "its count); without it each class draws one at random per sample", type=int),
+    "feature_clusters": InferenceOption(
+        "per class, CLASS:N,... (a class name or id; e.g. window:3,door:1); the other classes follow "
+        "feature_cluster, or draw at random"),
+}
+
+
 class Pix2PixHD(Method):
     """Paired cGAN with a multiscale D: GAN (summed over scales) + lambda_FM·FM (+ lambda_VGG·VGG, + lambda_L1·L1).
 
     Args:
-        generator: maps (B, C_in, H, W) to (B, C_out, H, W) in [-1, 1].
+        generator: maps G's input (an image, or the label channels plus the encoder's features) to
+            (B, C_out, H, W) in [-1, 1].
         discriminator: a `MultiscaleDiscriminator` (or any D whose `forward(x, return_features=True)`
-            gives `(logits, features)`, per scale or for one scale) on (B, C_in + C_out, H, W) pairs.
+            gives `(logits, features)`, per scale or for one scale) on (condition, image) pairs.
         gan_loss: a GAN loss component (lsgan in the paper).
         lambda_fm: weight of the feature-matching loss (paper: 10).
         vgg_loss: the VGG perceptual loss, or None.
         lambda_vgg: its weight (paper: 10).
         lambda_l1: weight of an L1 term (pix2pixHD has none: 0).
+        labels: label-map input (`LabelSpec`); None: the input is an image (pix2pix's data).
+        encoder: the instance-wise `FeatureEncoder` (needs `labels`), or None.
     """
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, gan_loss: nn.Module, *, lambda_fm: float,
-        vgg_loss: nn.Module | None, lambda_vgg: float, lambda_l1: float,
+        vgg_loss: nn.Module | None, lambda_vgg: float, lambda_l1: float, labels: LabelSpec | None = None,
+        encoder: FeatureEncoder | None = None,
     ) -> None:
         super().__init__()
+        if encoder is not None and labels is None:
+            raise ValueError("Expected label maps (labels) with a feature encoder: its features are pooled per class")
         self.nets = nn.ModuleDict({"G": generator, "D": discriminator})
         self.roles = {"G": "translate", "D": "adversary"}
+        if encoder is not None:  # trained with G; inference reads cluster centres instead
+            self.nets["E"] = encoder
+            self.roles["E"] = "auxiliary"
         self.gan_loss = gan_loss
         self.vgg_loss = vgg_loss
         self.lambda_fm, self.lambda_vgg, self.lambda_l1 = lambda_fm, lambda_vgg, lambda_l1
+        self.labels = labels
+        self.feat_num = encoder.feat_num if encoder is not None else 0
+        # Cluster centres (`load_run_files`) and the chosen centre per class (-1: drawn at random).
+        self.register_buffer("cluster_centres", None, persistent=False)
+        self.register_buffer("cluster_counts", None, persistent=False)
+        self.register_buffer("cluster_choice", None, persistent=False)
 
     def optimizer_groups(self) -> dict[str, list[str]]:
-        return {"D": ["D"], "G": ["G"]}
+        # E learns through G's loss, in G's optimiser, as in the reference.
+        return {"D": ["D"], "G": ["G", "E"] if "E" in self.nets else ["G"]}
+
+    # --- label maps ---------------------------------------------------------------------------
+
+    def prepare_batch(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
+        """Images: pix2pix's paired jitter. Label maps: the class ids (and instance ids) cropped and
+        flipped with the photo, exactly; "labels" holds the ids `(B, 1, H, W)` and "A", what
+        `translate` takes, the map as an image in [-1, 1] (in the palette's colours)."""
+        labels = self.labels
+        if labels is None:
+            return super().prepare_batch(batch, spec)
+        a = batch.get("A")
+        if isinstance(a, torch.Tensor) and (a.ndim != 4 or a.shape[1] != 1 or a.is_floating_point()):
+            raise DataError(f"pix2pixhd with label_nc = {labels.label_nc} reads label maps of class ids, uint8 "
+                            f"(B, 1, H, W), but the batch's A is {a.dtype} {tuple(a.shape)}; use the label_maps "
+                            'dataset ([data] dataset = "label_maps").')
+        if labels.instance_maps and INSTANCES not in batch:
+            raise DataError("pix2pixhd with instance_maps = true needs instance maps, but the items have none; give "
+                            "the label_maps dataset an instances_dir (layout \"folders\"), or set instance_maps = "
+                            "false (each class is then one instance).")
+        keys = ("A", INSTANCES) if labels.instance_maps else ("A",)
+        jitter = self.__dict__.get("_label_jitter")
+        if jitter is None or (jitter.crop_size, jitter.flip_enabled) != (spec.crop_size, spec.flip):
+            jitter = self.__dict__["_label_jitter"] = PairedJitter(spec.crop_size, spec.flip, keys=("B",),
+                                                                   label_keys=keys)
+        out = jitter.prepare(batch, spec)
+        out["labels"] = out["A"].to(torch.int64)
+        out["A"] = self._label_image(out["labels"])
+        return out
+
+    def _label_image(self, ids: torch.Tensor) -> torch.Tensor:
+        """Class ids `(B, 1, H, W)` as `translate`'s input: the colour map, or the ids in [-1, 1]."""
+        labels = self.labels
+        assert labels is not None
+        if labels.palette is None:
+            return to_unit_range(ids.to(torch.uint8))
+        ignore = labels.dont_care if labels.dont_care is not None else -1
+        return to_unit_range(encode_palette(ids[:, 0], labels.palette, ignore_index=ignore))
+
+    def _condition(self, ids: torch.Tensor, instances: torch.Tensor | None) -> torch.Tensor:
+        """G's and D's label channels: one-hot classes (+ the instance boundaries)."""
+        labels = self.labels
+        assert labels is not None
+        return label_input(ids, labels.label_nc, instances=instances, dont_care=labels.dont_care)
+
+    # --- one step -----------------------------------------------------------------------------
 
     def _gan(self, logits: list[torch.Tensor], real: bool, for_discriminator: bool) -> torch.Tensor:
         # The reference sums the per-scale losses; the GAN loss component averages a list.
@@ -437,14 +736,22 @@ class Pix2PixHD(Method):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
         G, D = self.nets["G"], self.nets["D"]
-        real_a, real_b = batch["A"], batch["B"]
+        real_b = batch["B"]
         with ctx.autocast():
-            fake_b = G(real_a)
+            if self.labels is None:
+                condition = g_input = batch["A"]
+            else:
+                instances = batch[INSTANCES] if self.labels.instance_maps else None
+                condition = g_input = self._condition(batch["labels"], instances)
+                if "E" in self.nets:  # features of the real photo, averaged per instance (per class without maps)
+                    pooled = self.nets["E"](real_b, batch["labels"] if instances is None else instances)
+                    g_input = torch.cat([condition, pooled.to(condition.dtype)], dim=1)
+            fake_b = G(g_input)
 
         # D step on real pairs and detached fake pairs, its loss halved as in the reference.
         with ctx.autocast():
-            real_pair = torch.cat([real_a, real_b], dim=1)
-            fake_pair = torch.cat([real_a, fake_b.detach()], dim=1)
+            real_pair = torch.cat([condition, real_b.to(condition.dtype)], dim=1)
+            fake_pair = torch.cat([condition, fake_b.detach().to(condition.dtype)], dim=1)
             pred_real, pred_fake = _as_list(D(real_pair)), _as_list(D(fake_pair))
             loss_d_real = self._gan(pred_real, True, True)
             loss_d_fake = self._gan(pred_fake, False, True)
@@ -455,7 +762,8 @@ class Pix2PixHD(Method):
         # G step with D frozen. The real features are recomputed with the updated D, so both sides
         # of the feature matching come from the same D (the reference computes all from one D).
         with frozen([D]), ctx.autocast():
-            pred_fake, feats_fake = _as_scales(D(torch.cat([real_a, fake_b], dim=1), return_features=True))
+            fake_pair = torch.cat([condition, fake_b.to(condition.dtype)], dim=1)
+            pred_fake, feats_fake = _as_scales(D(fake_pair, return_features=True))
             with torch.no_grad():
                 _, feats_real = _as_scales(D(real_pair, return_features=True))
             loss_g_gan = self._gan(pred_fake, True, False)
@@ -474,8 +782,141 @@ class Pix2PixHD(Method):
 
         return {**scalars, "loss_D_real": loss_d_real.detach(), "loss_D_fake": loss_d_fake.detach()}
 
+    # --- inference ----------------------------------------------------------------------------
 
-@register_method(tables={"generator": "generator", "discriminator": "discriminator"})
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        """Images: G(x). Label maps (a colour map in the palette's colours, or one channel of ids,
+        in [-1, 1]): G on the one-hot classes (+ their boundaries: without an instance map each
+        class is one instance) and, with the encoder, each class filled with a feature cluster
+        centre (`load_run_files`; zeros without clusters)."""
+        G = self.nets["G"]
+        labels = self.labels
+        if labels is None:
+            return G(x)
+        try:
+            ids = labels_from_image(x, palette=labels.palette)
+            condition = self._condition(ids, ids if labels.instance_maps else None)
+        except ValueError as exc:
+            raise DataError(f"The label map does not fit this model: {exc}") from None
+        if "E" in self.nets:
+            condition = torch.cat([condition, self.feature_map(ids)], dim=1)
+        return G(condition.to(x.dtype))
+
+    def feature_map(self, ids: torch.Tensor) -> torch.Tensor:
+        """The encoder's input to G at inference, `(B, feat_num, H, W)` for class ids `(B, 1, H, W)`:
+        each class filled with its chosen cluster centre, or one drawn at random per class (one
+        draw of fixed size per call, so every tile and every image of a call agrees); zero for
+        classes without clusters, for unlabelled pixels, and everywhere without clusters."""
+        labels = self.labels
+        assert labels is not None
+        b, _, h, w = ids.shape
+        centres, counts = self.cluster_centres, self.cluster_counts
+        if centres is None or counts is None or self.cluster_choice is None:
+            return torch.zeros(b, self.feat_num, h, w, device=ids.device)
+        choice = self.cluster_choice.clone()
+        if bool((choice < 0).any()):
+            drawn = (torch.rand(labels.label_nc, device=centres.device) * counts).long()
+            choice = torch.where(choice < 0, drawn, choice)
+        choice = torch.minimum(choice % counts.clamp_min(1), (counts - 1).clamp_min(0))
+        values = centres[torch.arange(labels.label_nc, device=centres.device), choice]  # (label_nc, feat_num)
+        values = values * (counts > 0)[:, None]
+        inside = (ids >= 0) & (ids < labels.label_nc)
+        filled = values[ids.clamp(0, labels.label_nc - 1)[:, 0]] * inside[:, 0, :, :, None]
+        return filled.permute(0, 3, 1, 2).contiguous()
+
+    def load_run_files(self, run_dir: Path) -> None:
+        """Read `RUN/feature_clusters.pt` (`tkit features`) when the model has an encoder and the file exists."""
+        path = Path(run_dir) / CLUSTERS_FILE
+        if "E" not in self.nets or not path.is_file():
+            return
+        clusters = FeatureClusters.read(path)
+        assert self.labels is not None
+        expected = (self.labels.label_nc, self.feat_num)
+        if (clusters.centres.shape[0], clusters.centres.shape[2]) != expected:
+            raise CheckpointError(
+                f"{path} holds clusters of {clusters.centres.shape[0]} classes x {clusters.centres.shape[2]} features, "
+                f"but this model has {expected[0]} x {expected[1]}: it was made for another run. Make it again with "
+                f"`tkit features {Path(run_dir)}`."
+            )
+        device = next(self.nets["G"].parameters()).device
+        self.cluster_centres = clusters.centres.to(device)
+        self.cluster_counts = clusters.counts.to(device)
+        self.cluster_choice = torch.full((self.labels.label_nc,), -1, dtype=torch.int64, device=device)
+
+    def input_spec(self, default: InputSpec) -> InputSpec:
+        """With the encoder: the options `feature_cluster` / `feature_clusters`, and multimodal while
+        some class draws its cluster at random."""
+        if "E" not in self.nets:
+            return default
+        random = self.cluster_choice is not None and bool((self.cluster_choice < 0).any())
+        return dataclasses.replace(default, multimodal=random, options=FEATURE_OPTIONS)
+
+    def with_options(self, **values: Any) -> Pix2PixHD:
+        """A method sharing these networks that fills classes with the chosen cluster centres.
+
+        Raises:
+            ValueError: no clusters yet (run `tkit features`), an unknown class, or a cluster it lacks.
+        """
+        labels = self.labels
+        if self.cluster_counts is None or self.cluster_choice is None or labels is None:
+            raise ValueError("this model has no feature clusters yet: run `tkit features RUN` first (it clusters the "
+                             f"training set's instance features into RUN/{CLUSTERS_FILE})")
+        counts = self.cluster_counts.tolist()
+        choice = self.cluster_choice.clone()
+        if "feature_cluster" in values:
+            n = values["feature_cluster"]
+            if not 0 <= n < max(counts):
+                raise ValueError(f"feature_cluster={n}: the classes have 0..{max(counts) - 1} clusters")
+            choice[:] = n
+        for part in filter(None, (p.strip() for p in values.get("feature_clusters", "").split(","))):
+            name, sep, number = part.rpartition(":")
+            c = self._class_index(name.strip(), part) if sep else None
+            if c is None or not number.strip().lstrip("-").isdigit():
+                raise ValueError(f"feature_clusters: expected CLASS:N, e.g. {labels.names[0]}:3, got {part!r}")
+            n = int(number)
+            if not 0 <= n < counts[c]:
+                have = f"clusters 0..{counts[c] - 1}" if counts[c] else "no clusters (no instance of it was clustered)"
+                raise ValueError(f"feature_clusters: class {labels.names[c]!r} has {have}, so {n} cannot be chosen")
+            choice[c] = n
+        clone = copy.copy(self)
+        clone._buffers = dict(self._buffers)  # its own buffer table: the choice is the copy's alone
+        clone._modules = dict(self._modules)
+        clone.cluster_choice = choice
+        return clone
+
+    def _class_index(self, name: str, part: str) -> int:
+        assert self.labels is not None
+        names = self.labels.names
+        if name in names:
+            return names.index(name)
+        if name.isdigit() and int(name) < len(names):
+            return int(name)
+        raise ValueError(f"feature_clusters: unknown class {name!r} in {part!r}.{did_you_mean(name, names)} Classes: "
+                         f"{', '.join(names)}")
+
+    @torch.no_grad()
+    def instance_features(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's feature of every instance of a prepared batch (`tkit features`).
+
+        Returns:
+            `(classes, features, areas)`: per instance, its class id (the most frequent id of its
+            pixels), its mean feature `(feat_num,)` and its share of its image's pixels.
+        """
+        labels = self.labels
+        if labels is None or "E" not in self.nets:
+            raise ValueError("Expected a pix2pixhd model with a feature encoder")
+        encoder = unwrap(self.nets["E"])
+        ids = batch["labels"]
+        instances = batch[INSTANCES] if labels.instance_maps else ids
+        groups, count = _instance_groups(instances)
+        features = _group_means(encoder.features(batch["B"]), groups, count).T  # (K, feat_num)
+        pixels = torch.bincount(groups, minlength=count)
+        votes = torch.bincount(groups * 256 + ids.flatten().clamp(0, 255), minlength=count * 256).view(count, 256)
+        areas = pixels.double() / (ids.shape[-2] * ids.shape[-1])
+        return votes.argmax(1), features, areas
+
+
+@register_method(tables={"generator": "generator", "discriminator": "discriminator", "encoder": "feature_encoder"})
 def pix2pixhd(
     parts: Parts,
     /,
@@ -487,11 +928,15 @@ def pix2pixhd(
     lambda_l1: float = 0.0,
     gan_mode: GANLossName = "lsgan",
     gan_options: LossOptions = None,
+    label_nc: int = 0,
+    dont_care: int = -1,
+    instance_maps: bool = False,
 ) -> Pix2PixHD:
     """pix2pixHD (Wang et al. 2018): conditional multiscale GAN + feature matching (+ VGG) on paired images.
 
     Args:
-        parts: builds the recipe's [generator] and [discriminator] (given by the trainer).
+        parts: builds the recipe's [generator] and [discriminator], and the optional [encoder] (a
+            `feature_encoder`: the instance-wise feature encoder) (given by the trainer).
         lambda_fm: weight of the discriminator feature-matching loss; the paper uses 10.
         lambda_vgg: weight of the VGG19 perceptual loss; the paper uses 10. 0 (the default) builds
             no VGG, since its weights must come from a local file.
@@ -500,17 +945,38 @@ def pix2pixhd(
         lambda_l1: weight of an L1 term (not in pix2pixHD: 0).
         gan_mode: the adversarial loss: lsgan (the paper's), vanilla, hinge or wgangp.
         gan_options: options of that loss.
+        label_nc: > 0: the input is a label map of that many classes (the `label_maps` dataset),
+            one-hot encoded; `translate` decodes colour maps with `data.palette` (whose class count
+            must be label_nc), or reads one channel of ids without one. 0: the input is an image.
+        dont_care: the label maps' id of unlabelled pixels (all-zero class vector); -1: none.
+        instance_maps: the data has instance maps (the label_maps dataset's instances_dir): add
+            their boundary map to G's and D's input, and pool the encoder's features per instance.
     """
     gan_loss = parts.loss(gan_mode, **(gan_options or {}))
     if min(lambda_fm, lambda_vgg, lambda_l1) < 0:
         raise ValueError(f"Expected lambda_fm, lambda_vgg, lambda_l1 >= 0, got {lambda_fm}, {lambda_vgg}, {lambda_l1}")
     perceptual = parts.loss(vgg_loss, **(vgg_options or {})) if lambda_vgg > 0 else None
+    if label_nc < 0 or (dont_care != -1 and not label_nc <= dont_care <= 255):
+        raise ValueError(f"Expected label_nc >= 0 and dont_care -1 or in {label_nc}..255, got {label_nc}, {dont_care}")
+    if not label_nc and (instance_maps or parts.has("encoder")):
+        raise ValueError("instance maps and the feature encoder need label maps: set label_nc to the number of "
+                         'classes and read the data with the label_maps dataset ([data] dataset = "label_maps")')
+    palette = parts.palette if label_nc else None
+    if palette is not None and palette.num_classes != label_nc:
+        raise ValueError(f"label_nc = {label_nc} differs from the {palette.num_classes} classes of data.palette "
+                         f"({', '.join(palette.names[:3])}, ...); set label_nc = {palette.num_classes}")
+    kwargs = dict(lambda_fm=lambda_fm, vgg_loss=perceptual, lambda_vgg=lambda_vgg, lambda_l1=lambda_l1)
+    if not label_nc:
+        return Pix2PixHD(parts.generator(), parts.discriminator(in_channels=parts.in_channels + parts.out_channels),
+                         gan_loss, **kwargs)
+    labels = LabelSpec(label_nc, None if dont_care == -1 else dont_care, instance_maps, palette)
+    condition = label_channels(label_nc, instances=instance_maps)
+    encoder = parts.component("encoder", in_channels=parts.out_channels) if parts.has("encoder") else None
+    if encoder is not None and not isinstance(encoder, FeatureEncoder):
+        raise ValueError(f"Expected the [encoder] to be a FeatureEncoder, got {type(encoder).__name__}")
+    feat_num = encoder.feat_num if encoder is not None else 0
     return Pix2PixHD(
-        parts.generator(),
-        parts.discriminator(in_channels=parts.in_channels + parts.out_channels),
-        gan_loss,
-        lambda_fm=lambda_fm,
-        vgg_loss=perceptual,
-        lambda_vgg=lambda_vgg,
-        lambda_l1=lambda_l1,
+        parts.generator(in_channels=condition + feat_num),
+        parts.discriminator(in_channels=condition + parts.out_channels),
+        gan_loss, labels=labels, encoder=encoder, **kwargs,
     )

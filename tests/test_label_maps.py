@@ -12,12 +12,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from translate_kit.data.jitter import PairedJitter
-from translate_kit.data.loading import PreparedDataset, build_dataset, collate_items, nearest_resize
-from translate_kit.errors import DataError, RecipeError
-from translate_kit.eval.labels import FACADES
-from translate_kit.method import BatchSpec
 from translate_kit_plugins.label_maps import (
     boundary_map,
     label_channels,
@@ -25,6 +19,12 @@ from translate_kit_plugins.label_maps import (
     labels_from_image,
     one_hot,
 )
+
+from translate_kit.data.jitter import PairedJitter
+from translate_kit.data.loading import PreparedDataset, build_dataset, collate_items, nearest_resize
+from translate_kit.errors import DataError, RecipeError
+from translate_kit.eval.labels import FACADES
+from translate_kit.method import BatchSpec
 
 SIZE = 16
 WITH_INSTANCES = {"layout": "folders", "labels": "index", "label_nc": 4, "dont_care": 255, "instances_dir": "instances"}

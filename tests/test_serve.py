@@ -204,7 +204,7 @@ def test_palettes_are_components_and_the_recipe_check_knows_them(registry):
                        r"Did you mean 'facades'\?"):
         load_recipe(RECIPES / "quickstart.toml", ['data.palette="facade"'], registry=registry)
     with_palette = [p.stem for p in sorted(RECIPES.glob("*.toml")) if load_recipe(p).data.palette]
-    assert with_palette == ["pix2pix_facades", "pix2pix_timm_unet_facades", "pix2pixhd_facades", "quickstart"]
+    assert {"pix2pix_facades", "pix2pix_timm_unet_facades", "pix2pixhd_facades", "quickstart"} <= set(with_palette)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Groups:
 - hooks: `hookimpl`;
 - the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `EvalProtocol`, `Role`,
   `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `InputSpec`,
-  `StyleConditioned`, `frozen`, `test_time`, `unwrap`;
+  `InferenceOption`, `StyleConditioned`, `Configurable`, `frozen`, `test_time`, `unwrap`;
 - the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
 - building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
 - data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
@@ -21,8 +21,9 @@ Groups:
 - recipes, models and checkpoints (for commands such as `tkit convert`): `Recipe`, `load_recipe`,
   `build_method`, `checkpoint_dict`, `atomic_save`, `read_model`, `SavedModel`, `get_plugin_manager`,
   `Registry`;
-- training and inference internals that tools time or reuse (`tkit bench`): `Trainer`,
-  `make_loader`, `eval_copy`, `compiled_nets`, `keep_freed_memory`, `write_synth_facades`;
+- training and inference internals that tools time or reuse (`tkit bench`, `tkit features`): `Trainer`,
+  `Translator`, `build_dataset`, `make_loader`, `eval_copy`, `compiled_nets`, `keep_freed_memory`,
+  `write_synth_facades`;
 - the command line: `cli_command`, `session`, `find_recipe`, `error_console`;
 - errors: `TranslateKitError` and its subclasses, `did_you_mean`.
 """
@@ -39,7 +40,7 @@ from translate_kit.build import build_method, select_device
 from translate_kit.cli.common import cli_command, error_console, find_recipe, session
 from translate_kit.data.io import list_images, read_image
 from translate_kit.data.jitter import PairedJitter, from_unit_range, to_unit_range
-from translate_kit.data.loading import make_loader
+from translate_kit.data.loading import build_dataset, make_loader
 from translate_kit.data.synth import write_synth_facades
 from translate_kit.errors import (
     CheckpointError,
@@ -57,11 +58,14 @@ from translate_kit.errors import (
 )
 from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
 from translate_kit.hookspecs import hookimpl
+from translate_kit.inference import Translator
 from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
 from translate_kit.method import (
     BatchSpec,
+    Configurable,
     EvalProtocol,
     Geometry,
+    InferenceOption,
     InputSpec,
     Method,
     OptimizerSettings,
@@ -102,12 +106,14 @@ __all__ = [
     "BatchSpec",
     "CheckpointError",
     "ComponentRef",
+    "Configurable",
     "DataError",
     "EvalProtocol",
     "ExportError",
     "GANLossName",
     "Geometry",
     "InferenceError",
+    "InferenceOption",
     "InputSpec",
     "LossOptions",
     "Method",
@@ -132,10 +138,12 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "TranslateKitError",
+    "Translator",
     "UnknownComponentError",
     "Upscaling",
     "__version__",
     "atomic_save",
+    "build_dataset",
     "build_method",
     "check_image_batch",
     "checkpoint_dict",

@@ -19,7 +19,11 @@ returns outputs of that size times the method's scale (`Method.geometry`; 1 for 
   untiled one (see `Translator`);
 - `mode="eval"` is deterministic (dropout off, batch norm with its running statistics);
   `mode="paper"` is pix2pix's test time (dropout on, batch norm with the image's own statistics),
-  seeded per image with `seed` so that a run can be repeated.
+  seeded per image with `seed` so that a run can be repeated;
+- a multimodal method (`InputSpec.multimodal`: its `translate` draws a latent code) gives many
+  outputs per input: `translate_samples` draws sample `i` of every image with `seed + i`, in a
+  private random state; `bind` gives a translator whose method follows a style image
+  (`StyleConditioned`) or uses named options (`Configurable`, `InputSpec.options`).
 
 Example:
     >>> from translate_kit.inference import Translator, translate_files
@@ -29,15 +33,19 @@ Example:
     torch.Size([3, 300, 517])
     >>> translate_files(translator, ["photos/*.jpg"], Path("out"))  # doctest: +SKIP
     [PosixPath('out/1.png'), PosixPath('out/2.png')]
+    >>> styled = translator.bind(options={"feature_cluster": "3"})  # doctest: +SKIP
+    >>> [len(outputs) for outputs in styled.translate_samples([image], samples=4)]  # doctest: +SKIP
+    [4]
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import glob
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,9 +56,9 @@ from translate_kit.accel import accelerate, compiled_nets, eval_copy
 from translate_kit.build import autocast_dtype, build_method, select_device, uses_channels_last
 from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
-from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError
+from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError, did_you_mean
 from translate_kit.memory import available_bytes, peak_bytes
-from translate_kit.method import Method, private_rng, test_time
+from translate_kit.method import InputSpec, Method, describe_inputs, private_rng, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.train.checkpoint import read_model
@@ -58,7 +66,7 @@ from translate_kit.train.checkpoint import read_model
 if TYPE_CHECKING:
     from translate_kit.registry import Registry
 
-__all__ = ["Translator", "axis_windows", "expand_inputs", "tile_starts", "translate_files"]
+__all__ = ["Translator", "axis_windows", "expand_inputs", "parse_options", "tile_starts", "translate_files"]
 
 Mode = Literal["paper", "eval"]
 _PROBE_SIDE = 512  # side of the forward pass that measures a generator's bytes per pixel (auto_tile)
@@ -162,6 +170,37 @@ def _same_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype
 
 
+def parse_options(spec: InputSpec, values: Mapping[str, Any], *, model: str = "This model") -> dict[str, Any]:
+    """Check `values` against the options a model declares (`InputSpec.options`) and convert
+    them to their types (strings such as `"3"` from a command line, or typed values).
+
+    Raises:
+        InferenceError: an option the model does not declare (with a near name and the list of
+            those it has), or a value the option does not take.
+
+    Example:
+        >>> from translate_kit.method import InferenceOption
+        >>> spec = InputSpec(options={"strength": InferenceOption("how strong", type=float, default=1.0)})
+        >>> parse_options(spec, {"strength": "0.5"})
+        {'strength': 0.5}
+    """
+    declared = spec.options
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in declared:
+            if not declared:
+                raise InferenceError(f"{model} takes no options, so {name}={value} cannot be used; translate without "
+                                     "--option.")
+            listed = "; ".join(f"{n} ({o.describe()})" for n, o in declared.items())
+            raise InferenceError(f"{model} has no option {name!r}.{did_you_mean(name, declared)} Its options: "
+                                 f"{listed}.")
+        try:
+            parsed[name] = declared[name].parse(value, name=name)
+        except ValueError as exc:
+            raise InferenceError(f"Option {exc} ({name}: {declared[name].describe()}).") from None
+    return parsed
+
+
 class Translator:
     """Translate images with a method's generator; see the module docstring.
 
@@ -175,8 +214,11 @@ class Translator:
             statistics, as pix2pix tests; the network then sees one image at a time, since batch
             statistics would otherwise mix the images of a batch).
         seed: paper mode: image `i` of a call is translated with dropout seeded by `seed + i`, from
-            a private copy of the random state (the global one is left as it was). None: dropout
-            draws from the global random state. Eval mode draws no random numbers.
+            a private copy of the random state (the global one is left as it was). A multimodal
+            method (`InputSpec.multimodal`): sample `s` of every image is drawn with `seed + s`
+            (see `translate_samples`), each image (and each of its tiles) on its own. None: the
+            draws come from the global random state. Eval mode of a method that is not multimodal
+            draws no random numbers.
         batch_size: images (of the same size) or tiles run through the network at once.
         tile: translate images whose padded size exceeds `tile` pixels in tiles of `tile` x `tile`
             (a multiple of `size_multiple`); None: whole images.
@@ -197,6 +239,8 @@ class Translator:
             docs/benchmarks.md). Worth it for many images.
 
     Attributes:
+        spec: what the method takes (`describe_inputs`, without a palette): whether it is
+            multimodal, takes a style image or named options.
         geometry: the method's `Geometry`: output scale, and the input sizes it takes.
         size_multiple: padded sizes are multiples of this (the generator's stride product).
         min_size: padded sizes are at least this.
@@ -232,6 +276,7 @@ class Translator:
         self.recipe, self.mode, self.seed, self.batch_size = recipe, mode, seed, batch_size
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.in_channels = recipe.data.in_channels
+        self.spec = describe_inputs(method, channels=self.in_channels)
         self.geometry = method.geometry()
         self.size_multiple, self.min_size, self.scale = (
             self.geometry.size_multiple, self.geometry.min_size, self.geometry.scale,
@@ -328,6 +373,7 @@ class Translator:
                 f"The weights in {file} do not fit the networks its recipe describes ({first}). The checkpoint "
                 "is damaged, or a plugin changed its architecture since it was written."
             ) from None
+        method.load_run_files(file.parent.parent if file.parent.name == "checkpoints" else file.parent)
         translator = cls(method, recipe, device=device, mode=mode, **options)
         translator.checkpoint = file
         translator.step = saved.step
@@ -350,8 +396,77 @@ class Translator:
             method = build_method(recipe, registry)
         return cls(method, recipe, device=device, mode=mode, **options)
 
+    def bind(self, *, style: torch.Tensor | None = None, options: Mapping[str, Any] | None = None) -> Translator:
+        """A translator with this one's settings whose method shares these networks and follows
+        a style image, or uses named options.
+
+        Args:
+            style: one image `(C, H, W)`, uint8 or float in [-1, 1], of any size, gray or RGB:
+                the method's `with_style` gets it as `(1, C_out, H, W)` in [-1, 1] on the device.
+            options: values of the options the method declares (`InputSpec.options`), as strings
+                (`{"feature_cluster": "3"}`, from a command line) or typed values.
+
+        Raises:
+            InferenceError: a style image for a method that takes none, options for one that
+                declares none, an unknown option or a value it does not take.
+            DataError: a style image that is not an image or whose channels do not convert.
+        """
+        method, model = self.method, f"The model ({type(self.method).__name__})"
+        if options:
+            values = parse_options(self.spec, options, model=model)
+            try:
+                method = method.with_options(**values)  # type: ignore[attr-defined] - Configurable, checked above
+            except ValueError as exc:
+                given = ", ".join(f"{k}={v}" for k, v in options.items())
+                raise InferenceError(f"--option {given}: {exc}") from None
+        if style is not None:
+            if not self.spec.style_image:
+                raise InferenceError(f"{model} takes no style image; translate without --style (methods that take "
+                                     "one are StyleConditioned, such as SPADE with its image encoder).")
+            if not isinstance(style, torch.Tensor) or style.ndim != 3 or min(style.shape[-2:]) < 1:
+                shape = tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__
+                raise DataError(f"The style image: expected an image tensor of shape (C, H, W), got {shape}.")
+            styled = _convert_channels(style[None].to(self.device), self.recipe.data.out_channels, "The style image")
+            styled = to_unit_range(styled) if styled.dtype == torch.uint8 else styled.float()
+            method = method.with_style(styled)  # type: ignore[attr-defined] - StyleConditioned, see describe_inputs
+        bound = copy.copy(self)
+        bound.method = method.to(self.device)
+        bound.spec = describe_inputs(method, channels=self.in_channels)
+        bound._folded = None
+        return bound
+
     # ------------------------------------------------------------------------------------------
     # Translation
+
+    def translate_samples(
+        self, images: Sequence[torch.Tensor], samples: int, *, names: Sequence[str] | None = None, first_index: int = 0
+    ) -> list[list[torch.Tensor]]:
+        """`samples` outputs of each `(C, H, W)` image from a multimodal method.
+
+        Sample `s` of every image is drawn with `seed + s` in a private random state (the
+        caller's is left as it was), so sample `s` of two images shares its random draws (a
+        latent code that does not depend on the image is the same) and a run can be repeated.
+        With `seed` None the draws come from the global random state.
+
+        Returns:
+            Per image, its `samples` uint8 outputs, in order.
+
+        Raises:
+            InferenceError: `samples` < 1, or > 1 for a method that is not multimodal.
+        """
+        self._check_samples(samples)
+        drawn = [self.translate_batch(images, names=names, first_index=first_index, sample=s) for s in range(samples)]
+        return [list(outputs) for outputs in zip(*drawn)]
+
+    def _check_samples(self, samples: int) -> None:
+        if samples < 1:
+            raise InferenceError(f"Expected samples >= 1, got {samples}.")
+        if samples > 1 and not self.spec.multimodal:
+            raise InferenceError(
+                f"The model ({type(self.method).__name__}) is not multimodal: it gives one output per input, so "
+                f"{samples} samples would be {samples} copies. Ask for 1 sample (a multimodal method draws a latent "
+                "code in translate and says so in input_spec)."
+            )
 
     def __call__(self, images: torch.Tensor | Sequence[torch.Tensor]) -> Any:
         """Translate images; outputs have the inputs' height and width.
@@ -382,7 +497,8 @@ class Translator:
         return self.translate_batch(images)
 
     def translate_batch(
-        self, images: Sequence[torch.Tensor], *, names: Sequence[str] | None = None, first_index: int = 0
+        self, images: Sequence[torch.Tensor], *, names: Sequence[str] | None = None, first_index: int = 0,
+        sample: int = 0,
     ) -> list[torch.Tensor]:
         """Translate `(C, H, W)` images (any sizes); runs of equal-sized images share a batch.
 
@@ -393,6 +509,8 @@ class Translator:
             first_index: the index of the first image for paper-mode seeding (image i gets
                 `seed + first_index + i`), so a stream translated in chunks gets the same noise as
                 one call.
+            sample: for a multimodal method, which sample to draw: every image is seeded with
+                `seed + sample` (see `translate_samples`).
         """
         names = list(names) if names is not None else [f"Input image {first_index + i}" for i in range(len(images))]
         for image, name in zip(images, names):
@@ -412,7 +530,7 @@ class Translator:
                 while end - start < self.batch_size and end < len(images) and _same_kind(images[start], images[end]):
                     end += 1
                 chunk = torch.stack(list(images[start:end]))
-                outputs.extend(self._translate_chunk(chunk, first_index + start))
+                outputs.extend(self._translate_chunk(chunk, first_index + start, sample))
                 start = end
         return outputs
 
@@ -421,29 +539,52 @@ class Translator:
         x = _convert_channels(x.to(device), self.in_channels, "input")
         return to_unit_range(x) if x.dtype == torch.uint8 else x.float()
 
-    def _translate_chunk(self, x: torch.Tensor, first_index: int) -> list[torch.Tensor]:
+    def _translate_chunk(self, x: torch.Tensor, first_index: int, sample: int = 0) -> list[torch.Tensor]:
         height, width = x.shape[-2:]
         ph, pw = self.geometry.padded(height), self.geometry.padded(width)
         tile = self.tile if self.tile is not None or not self.auto_tile else self._automatic_tile(ph, pw, len(x))
         if tile is not None and max(ph, pw) > tile:
             # The whole image stays where it is (the CPU for files); only tiles visit the device.
             x = self._prepare(x, x.device)
-            return [self._with_seed(first_index + i, self._tiled, x[i : i + 1], ph, pw, tile)[0]
-                    for i in range(len(x))]
+            outputs = []
+            for i in range(len(x)):
+                seed = self._seed(first_index + i, sample)
+                if self.spec.multimodal:  # every tile draws the same numbers: one latent code per image
+                    outputs.append(self._tiled(x[i : i + 1], ph, pw, tile, seed)[0])
+                else:
+                    outputs.append(self._seeded(seed, self._tiled, x[i : i + 1], ph, pw, tile)[0])
+            return outputs
         padded, (top, left) = _pad(self._prepare(x, self.device), ph, pw)
-        if self.mode == "paper":  # batch statistics of one image each, as the paper tests
-            parts = [self._with_seed(first_index + i, self._forward, padded[i : i + 1]) for i in range(len(x))]
+        if self._alone:
+            parts = [self._seeded(self._seed(first_index + i, sample), self._forward, padded[i : i + 1])
+                     for i in range(len(x))]
             y = torch.cat(parts)
         else:
             y = self._forward(padded)
         s = self.scale
         return list(to_uint8(y[..., s * top : s * (top + height), s * left : s * (left + width)]))
 
-    def _with_seed(self, index: int, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
-        if self.mode != "paper" or self.seed is None:
+    @property
+    def _alone(self) -> bool:
+        """Whether each image (and tile) goes through the network on its own: in paper mode (batch
+        statistics of one image, as the paper tests) and for a seeded multimodal method (its draws
+        then do not depend on the batch)."""
+        return self.mode == "paper" or (self.spec.multimodal and self.seed is not None)
+
+    def _seed(self, index: int, sample: int) -> int | None:
+        """The seed of image `index`'s sample `sample`: `seed + sample` for a multimodal method,
+        `seed + index` in paper mode, None (no seeding) otherwise."""
+        if self.seed is None:
+            return None
+        if self.spec.multimodal:
+            return self.seed + sample
+        return self.seed + index if self.mode == "paper" else None
+
+    def _seeded(self, seed: int | None, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        if seed is None:
             return fn(*args)
         with private_rng(self.device):
-            torch.manual_seed(self.seed + index)
+            torch.manual_seed(seed)
             return fn(*args)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -484,7 +625,7 @@ class Translator:
         """The tile size for `count` padded `ph` x `pw` images that would not fit the device's
         memory at once, or None when they fit (see `auto_tile` in the class docstring)."""
         probe = self.geometry.padded(max(self.min_size, _PROBE_SIDE))
-        per_pass = count if self.mode == "eval" else 1  # paper mode runs one image at a time
+        per_pass = 1 if self._alone else count  # paper mode runs one image at a time
         pixels = ph * pw * per_pass
         if pixels <= 4 * probe * probe:  # small images: not worth measuring
             return None
@@ -502,7 +643,7 @@ class Translator:
         if self._bytes_per_pixel * pixels <= budget:
             return None
         m = self.size_multiple
-        side = math.isqrt(int(budget / (self._bytes_per_pixel * (self.batch_size if self.mode == "eval" else 1))))
+        side = math.isqrt(int(budget / (self._bytes_per_pixel * (1 if self._alone else self.batch_size))))
         tile = max(side // m * m, self.geometry.padded(self.min_size))
         if not self._told and self.notify is not None:
             self._told = True
@@ -514,11 +655,12 @@ class Translator:
             )
         return tile
 
-    def _tiled(self, x: torch.Tensor, ph: int, pw: int, tile: int) -> torch.Tensor:
+    def _tiled(self, x: torch.Tensor, ph: int, pw: int, tile: int, seed: int | None = None) -> torch.Tensor:
         """One image `(1, C, H, W)` float, translated tile by tile and blended; returns uint8.
 
         Tiles are placed in input pixels; their outputs, `scale` times larger, are blended in
-        output pixels with windows over the scaled overlaps."""
+        output pixels with windows over the scaled overlaps. With `seed`, every tile is drawn
+        from that seed (a multimodal method's latent code is then the same in all of them)."""
         height, width = x.shape[-2:]
         padded, (top, left) = _pad(x, ph, pw)
         m, s = self.size_multiple, self.scale
@@ -530,13 +672,13 @@ class Translator:
         wy = dict(zip(ys, (w.to(x.device) for w in axis_windows([s * y for y in ys], s * th))))
         wx = dict(zip(xs, (w.to(x.device) for w in axis_windows([s * x0 for x0 in xs], s * tw))))
         positions = [(y, x0) for y in ys for x0 in xs]
-        per_batch = self.batch_size if self.mode == "eval" else 1
+        per_batch = 1 if self._alone else self.batch_size
         out: torch.Tensor | None = None
         weight = torch.zeros(1, 1, s * ph, s * pw, device=x.device)
         for start in range(0, len(positions), per_batch):
             chosen = positions[start : start + per_batch]
             tiles = torch.cat([padded[..., y : y + th, x0 : x0 + tw] for y, x0 in chosen])
-            y_tiles = self._forward(tiles).to(x.device)
+            y_tiles = self._seeded(seed, self._forward, tiles).to(x.device)
             if out is None:
                 out = torch.zeros(1, y_tiles.shape[1], s * ph, s * pw, device=x.device)
             for k, (y, x0) in enumerate(chosen):
@@ -590,23 +732,28 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
-    """`<stem>.png` in `out_dir` per input, `<stem>_1.png`, ... when stems repeat."""
+def _output_paths(files: Sequence[Path], out_dir: Path, samples: int = 1) -> list[list[Path]]:
+    """Per input, `<stem>.png` in `out_dir` (`<stem>_<i>.png` for each of `samples` > 1), with
+    `_1`, `_2`, ... after the stem when names repeat."""
     inputs = {p.resolve() for p in files}
     used: set[str] = set()  # lower case: a.png and A.png are one file on macOS and Windows
     paths = []
     for file in files:
-        name, n = f"{file.stem}.png", 0
-        while name.lower() in used:
+        n = 0
+        while True:
+            stem = file.stem if n == 0 else f"{file.stem}_{n}"
+            names = [f"{stem}.png"] if samples == 1 else [f"{stem}_{i}.png" for i in range(samples)]
+            if not any(name.lower() in used for name in names):
+                break
             n += 1
-            name = f"{file.stem}_{n}.png"
-        used.add(name.lower())
-        target = out_dir / name
-        if target.resolve() in inputs:
-            raise DataError(
-                f"Writing {target} would overwrite the input image of that name; choose another output folder."
-            )
-        paths.append(target)
+        used.update(name.lower() for name in names)
+        targets = [out_dir / name for name in names]
+        for target in targets:
+            if target.resolve() in inputs:
+                raise DataError(
+                    f"Writing {target} would overwrite the input image of that name; choose another output folder."
+                )
+        paths.append(targets)
     return paths
 
 
@@ -615,6 +762,7 @@ def translate_files(
     inputs: Sequence[str | Path],
     out_dir: Path,
     *,
+    samples: int = 1,
     on_image: Callable[[Path, Path], None] | None = None,
 ) -> list[Path]:
     """Translate image files into PNGs named `<input stem>.png` in `out_dir`.
@@ -626,29 +774,35 @@ def translate_files(
         translator: the model.
         inputs: image files, folders (the images directly inside) and glob patterns.
         out_dir: created if missing.
-        on_image: called as `on_image(input, output)` after each image is written.
+        samples: outputs per input from a multimodal model, written `<stem>_<i>.png` for i = 0,
+            1, ... (see `Translator.translate_samples`: sample i is drawn with `seed + i`).
+        on_image: called as `on_image(input, output)` after each output is written.
 
     Returns:
-        The written files, in input order.
+        The written files, in input order (the samples of an input together).
 
     Raises:
         DataError: see `expand_inputs`; an unreadable image or one with unusable channels (the
             message names the file); an output that would overwrite an input.
+        InferenceError: `samples` > 1 for a model that is not multimodal.
     """
     files = expand_inputs(inputs)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"Output folder {out_dir} is a file; choose a folder.")
-    targets = _output_paths(files, out_dir)
+    targets = _output_paths(files, out_dir, samples)
+    translator._check_samples(samples)  # before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for start in range(0, len(files), translator.batch_size):
         chunk = files[start : start + translator.batch_size]
         images = [read_image(path) for path in chunk]
-        outputs = translator.translate_batch(images, names=[f"Image {p}" for p in chunk], first_index=start)
-        for source, target, output in zip(chunk, targets[start : start + len(chunk)], outputs):
-            save_png(output, target)
-            written.append(target)
-            if on_image is not None:
-                on_image(source, target)
+        names = [f"Image {p}" for p in chunk]
+        drawn = translator.translate_samples(images, samples, names=names, first_index=start)
+        for source, paths, outputs in zip(chunk, targets[start : start + len(chunk)], drawn):
+            for target, output in zip(paths, outputs):
+                save_png(output, target)
+                written.append(target)
+                if on_image is not None:
+                    on_image(source, target)
     return written

@@ -28,11 +28,13 @@ without the core knowing which it is, a method declares:
   backward, skips non-finite losses, steps the optimiser and zeroes gradients, so no method
   touches AMP or DDP; it returns the scalars to log (detached tensors);
 - **inference**: `translate(x)`; extra inference modes go through declared sub-protocols
-  (`PixelClassifier` for a segmenter, `StyleConditioned` for a style image), never through
-  methods the core guesses at;
+  (`PixelClassifier` for a segmenter, `StyleConditioned` for a style image, `Configurable` for
+  named inference options), never through methods the core guesses at; `load_run_files(run_dir)`
+  reads what a plugin command stored beside the checkpoints (pix2pixHD's feature clusters);
 - **its inputs, for people**: `input_spec(default)` says what a tool that offers the model
   (`tkit serve`) should ask for: an image or a label map to paint with a palette, the modes, a
-  seed and several samples for a multimodal model, a style image. The core derives the default
+  seed and several samples for a multimodal model, a style image, named options of `translate`
+  (`InferenceOption`, offered as `tkit translate --option NAME=VALUE`). The core derives the default
   from the recipe and the geometry (`describe_inputs`); a method returns it, or a
   `dataclasses.replace` of it.
 
@@ -53,7 +55,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
@@ -67,8 +70,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchSpec",
+    "Configurable",
     "EvalProtocol",
     "Geometry",
+    "InferenceOption",
     "InputSpec",
     "Method",
     "OptimizerSettings",
@@ -165,6 +170,82 @@ class EvalProtocol:
     shave: int = 0
 
 
+OptionValue = int | float | str | bool
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceOption:
+    """A named option of a method's `translate`, declared in `InputSpec.options`: what a tool
+    offers (`tkit translate --option NAME=VALUE`, `--list-options`) and hands to
+    `Configurable.with_options` once it is parsed and checked here.
+
+    Attributes:
+        help: one line: what the option does, and what happens without it.
+        type: the value's type: int, float, str or bool.
+        default: the value used when the option is not given, for listings; None: the method's
+            own behaviour, which `help` describes.
+        choices: for a str option, the values it takes (empty: any; the method checks it).
+
+    Example:
+        >>> cluster = InferenceOption("the feature cluster of every instance", type=int)
+        >>> cluster.parse("3", name="feature_cluster")
+        3
+        >>> cluster.parse("three", name="feature_cluster")
+        Traceback (most recent call last):
+        ...
+        ValueError: feature_cluster=three: expected an int, got 'three'
+    """
+
+    help: str
+    type: type[int] | type[float] | type[str] | type[bool] = str
+    default: OptionValue | None = None
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.type not in (int, float, str, bool):
+            raise ValueError(f"Expected type int, float, str or bool, got {self.type!r}")
+        if self.choices and self.type is not str:
+            raise ValueError(f"Expected choices only for a str option, got choices for {self.type.__name__}")
+        if self.default is not None:
+            self.parse(self.default, name="default")  # a default the option itself would refuse is a bug
+
+    def parse(self, value: OptionValue, *, name: str) -> OptionValue:
+        """`value` as the option's type: a string (`"3"`, `"true"`) is converted, a value of the
+        type is checked (an int is a float too); `name` is for the message.
+
+        Raises:
+            ValueError: a value of another type, or a str outside `choices`; the message names the
+                option, the value and what it takes.
+        """
+        kind = self.type.__name__
+        if isinstance(value, str) and self.type is not str:
+            text = value.strip()
+            try:
+                if self.type is bool:
+                    if text.lower() not in _TRUE + _FALSE:
+                        raise ValueError
+                    return text.lower() in _TRUE
+                return self.type(text)
+            except ValueError:
+                article = "an" if kind == "int" else "a"
+                raise ValueError(f"{name}={value}: expected {article} {kind}, got {value!r}") from None
+        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise ValueError(f"{name}={value!r}: expected {kind}, got {type(value).__name__}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{name}={value}: expected one of {', '.join(self.choices)}")
+        return value
+
+    def describe(self) -> str:
+        """`int, default 3: help` / `one of a, b: help`, for listings."""
+        kind = f"one of {', '.join(self.choices)}" if self.choices else self.type.__name__
+        default = "" if self.default is None else f", default {self.default}"
+        return f"{kind}{default}: {self.help}"
+
+
 @dataclass(frozen=True, slots=True)
 class InputSpec:
     """What a model takes at inference, for tools that offer it to people (`Method.input_spec`).
@@ -180,6 +261,8 @@ class InputSpec:
             has many outputs: a tool offers a seed and several samples.
         style_image: the output can follow a style image (the method is `StyleConditioned`).
         scale: outputs are `scale` times the input's height and width.
+        options: named options of `translate` (the method is `Configurable`), by name: a Python
+            identifier each, so `NAME=VALUE` is unambiguous.
 
     Example:
         >>> InputSpec(modes=("paper", "eval"), scale=4).default_mode
@@ -193,6 +276,7 @@ class InputSpec:
     multimodal: bool = False
     style_image: bool = False
     scale: int = 1
+    options: Mapping[str, InferenceOption] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "label_map"):
@@ -206,6 +290,9 @@ class InputSpec:
             raise ValueError(f"Expected modes from 'paper' and 'eval', each once, got {self.modes!r}")
         if self.channels < 1 or self.scale < 1:
             raise ValueError(f"Expected channels >= 1 and scale >= 1, got {self.channels} and {self.scale}")
+        for name, option in self.options.items():
+            if not (isinstance(name, str) and name.isidentifier()) or not isinstance(option, InferenceOption):
+                raise ValueError(f"Expected options as identifier -> InferenceOption, got {name!r}: {option!r}")
 
     @property
     def default_mode(self) -> Literal["paper", "eval"]:
@@ -332,6 +419,15 @@ class Method(nn.Module):
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what `extra_state` returned."""
 
+    def load_run_files(self, run_dir: Path) -> None:
+        """Read what the method's plugin stored in a run folder after training (a file beside
+        `checkpoints/`, such as pix2pixHD's feature clusters), when it is there.
+
+        Inference calls it after loading the weights, with the checkpoint's run folder (`RUN`
+        for `RUN/checkpoints/step_*.pt`, the file's own folder otherwise). The core reads no file
+        a plugin writes; the method does, here. Default: nothing.
+        """
+
     def warm_start(self) -> None:
         """Load starting weights, once, when a run starts fresh (default: nothing).
 
@@ -364,6 +460,18 @@ class StyleConditioned(Protocol):
     def with_style(self, style: torch.Tensor) -> Method:
         """A method that shares these networks and whose `translate` follows `style`, one image
         `(1, C_out, H, W)` in [-1, 1] of any size, on the networks' device."""
+
+
+@runtime_checkable
+class Configurable(Protocol):
+    """A method whose `translate` takes named options; it declares them with `input_spec`
+    (`InputSpec.options`), and tools (`tkit translate --option NAME=VALUE`) bind them here."""
+
+    def with_options(self, **values: Any) -> Method:
+        """A method that shares these networks and whose `translate` uses `values`: the options
+        a caller gave, by name, each already parsed to its declared type (an option not given
+        keeps its default). Raise `ValueError` for a value that cannot work (a cluster that does
+        not exist), saying what would."""
 
 
 class Parts(Protocol):
@@ -425,7 +533,8 @@ def describe_inputs(method: Method, *, channels: int, palette: Palette | None = 
 
     Raises:
         PluginError: `input_spec` returned something else than an `InputSpec`, or declared a style
-            image for a method that is not `StyleConditioned`.
+            image for a method that is not `StyleConditioned`, or options for one that is not
+            `Configurable`.
     """
     nets = [unwrap(method.nets[name]) for name in method.translate_nets]
     varies = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)  # what "paper" mode changes
@@ -443,6 +552,9 @@ def describe_inputs(method: Method, *, channels: int, palette: Palette | None = 
     if spec.style_image and not isinstance(method, StyleConditioned):
         raise PluginError(f"{name}.input_spec() declares a style image, but {name} has no with_style(style); fix "
                           "the plugin that registers this method.")
+    if spec.options and not isinstance(method, Configurable):
+        raise PluginError(f"{name}.input_spec() declares options ({', '.join(spec.options)}), but {name} has no "
+                          "with_options(**values); fix the plugin that registers this method.")
     return spec
 
 

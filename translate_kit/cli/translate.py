@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
 from translate_kit.cli.common import cli_command, session
+from translate_kit.errors import OptionError
 from translate_kit.progress import make_progress
 
 __all__ = ["translate"]
@@ -30,15 +31,16 @@ def translate(
                        show_default=False),
     ],
     inputs: Annotated[
-        list[str],
+        Optional[list[str]],
         typer.Argument(help="Image files, folders (the images directly inside) or quoted glob patterns like "
                        "'photos/*.jpg'.", show_default=False),
-    ],
+    ] = None,
     out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Folder for the outputs, one PNG per input named <input stem>.png.",
+        Optional[Path],
+        typer.Option("--out", "-o", help="Folder for the outputs, one PNG per input named <input stem>.png "
+                     "(<input stem>_N.png for sample N with --samples). Required unless --list-options.",
                      show_default=False),
-    ],
+    ] = None,
     mode: Annotated[
         Mode,
         typer.Option(help="eval: deterministic. paper: pix2pix's test time (dropout on, batch norm with each "
@@ -46,8 +48,29 @@ def translate(
     ] = Mode.eval,
     seed: Annotated[
         Optional[int],
-        typer.Option(help="Paper mode: seed the dropout so a run can be repeated (image i uses SEED + i)."),
+        typer.Option(help="Paper mode: seed the dropout so a run can be repeated (image i uses SEED + i). A "
+                     "multimodal model: sample i of every input uses SEED + i (default 0)."),
     ] = None,
+    samples: Annotated[
+        int,
+        typer.Option(min=1, help="Outputs per input from a multimodal model (one that draws a latent code), "
+                     "written <stem>_N.png for sample N."),
+    ] = 1,
+    style: Annotated[
+        Optional[Path],
+        typer.Option(help="A style image for a model that follows one (example-guided, e.g. SPADE with its "
+                     "encoder).", show_default=False),
+    ] = None,
+    option: Annotated[
+        Optional[list[str]],
+        typer.Option("--option", help="NAME=VALUE: an option the model declares (repeat for several); "
+                     "--list-options shows them.", show_default=False),
+    ] = None,
+    list_options: Annotated[
+        bool,
+        typer.Option("--list-options", help="Say what the model takes (samples, a style image, its options) "
+                     "and exit."),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images (of the same size) or tiles per forward pass.")] = 1,
     tile: Annotated[
@@ -74,26 +97,72 @@ def translate(
 ) -> None:
     """Translate images of any size with a trained model; outputs keep each input's size (times the model's
     scale, for super-resolution)."""
+    from translate_kit.data.io import read_image
     from translate_kit.inference import Translator, expand_inputs, translate_files
 
     console = Console()
     state = session(ctx)
-    files = expand_inputs(inputs)  # before loading the model: a typo fails at once
+    values = _option_values(option or [])
+    if not list_options:  # before loading the model: a typo fails at once
+        if out is None:
+            raise OptionError("Missing --out FOLDER: the folder for the outputs.")
+        files = expand_inputs(inputs or [])
+    style_image = read_image(style) if style is not None else None
     translator = Translator.from_checkpoint(
         checkpoint, device=device, mode=mode.value, registry=state.registry,
         seed=seed, batch_size=batch_size, tile=tile, overlap=overlap, compile=compile, use_ema=ema,
         auto_tile=auto_tile, notify=lambda line: console.print(f"[yellow]{line}", highlight=False),
     )
+    if list_options:
+        _list_options(console, translator)
+        return
+    translator = translator.bind(style=style_image, options=values)
+    if translator.spec.multimodal and translator.seed is None:
+        translator.seed = 0  # samples repeat from run to run, as in `tkit serve`
+    drawn = f", {samples} samples each (seed {translator.seed} + i)" if samples > 1 else ""
     console.print(
         f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}"
-        f"{', averaged weights' if translator.averaged else ''}) on {translator.device}, {mode.value} mode."
+        f"{', averaged weights' if translator.averaged else ''}) on {translator.device}, {mode.value} mode{drawn}."
     )
     started = time.perf_counter()
     with make_progress(console) as progress:
-        task = progress.add_task("translate", total=len(files), stats="")
+        task = progress.add_task("translate", total=len(files) * samples, stats="")
         written = translate_files(
-            translator, files, out, on_image=lambda source, _: progress.update(task, advance=1, stats=source.name)
+            translator, files, out, samples=samples,
+            on_image=lambda source, _: progress.update(task, advance=1, stats=source.name),
         )
     elapsed = time.perf_counter() - started
     rate = len(written) / max(elapsed, 1e-9)
     console.print(f"Wrote {len(written)} image(s) to {out} in {elapsed:.1f} s ({rate:.2f} images/s).")
+
+
+def _option_values(pairs: list[str]) -> dict[str, str]:
+    """`["NAME=VALUE", ...]` -> `{NAME: VALUE}`; the model checks names and values."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise OptionError(f"--option {pair!r}: expected NAME=VALUE, e.g. --option feature_cluster=3; "
+                              "--list-options shows what the model takes.")
+        if name in values:
+            raise OptionError(f"--option {name} is given twice ({values[name]!r} and {value!r}); give it once.")
+        values[name] = value
+    return values
+
+
+def _list_options(console: Console, translator: Any) -> None:
+    """What the model takes, for --list-options."""
+    from rich.markup import escape
+
+    spec = translator.spec
+    method = type(translator.method).__name__
+    console.print(f"{translator.checkpoint} (step {translator.step}), method {method}:", highlight=False)
+    sampled = "multimodal: --samples N draws N outputs per input" if spec.multimodal else "one output per input"
+    console.print(f"  {sampled}; {'takes' if spec.style_image else 'no'} --style IMAGE.", highlight=False)
+    if not spec.options:
+        console.print("  No --option NAME=VALUE.", highlight=False)
+        return
+    console.print("  --option NAME=VALUE, one per option:", highlight=False)
+    for name, declared in spec.options.items():
+        console.print(f"    {name}  {escape(declared.describe())}", highlight=False)

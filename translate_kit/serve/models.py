@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from translate_kit.data.io import decode_image_bytes, gif_frames, image_size, to_channels
-from translate_kit.data.jitter import to_unit_range
+from translate_kit.data.io import decode_image_bytes, gif_frames, image_size
 from translate_kit.errors import DataError, TranslateKitError
 from translate_kit.inference import Translator
-from translate_kit.method import InputSpec, describe_inputs, private_rng
+from translate_kit.method import InputSpec, describe_inputs
 
 if TYPE_CHECKING:
     from translate_kit.eval.labels import Palette
@@ -229,19 +228,13 @@ class ServedModel:
         seeded = mode == "paper" or spec.multimodal
         with self.lock, self.rng_lock if seeded else contextlib.nullcontext():
             translator = self._translator(mode)
-            if style is not None:  # a method bound to this style, for this request only
-                styled = to_unit_range(to_channels(style, translator.recipe.data.out_channels)[None])
-                translator = self._make(translator.method.with_style(styled.to(translator.device)), mode)
-            outputs = []
-            for i in range(samples):
-                with private_rng(translator.device) if seeded else contextlib.nullcontext():
-                    if seeded:
-                        torch.manual_seed(seed + i)
-                    try:
-                        outputs.append(translator(image))
-                    except DataError as exc:
-                        raise RequestError(str(exc), 422) from None
-        return outputs
+            translator.seed = seed  # sample i: seed + i, in a private random state (Translator.translate_samples)
+            try:
+                if style is not None:  # a method bound to this style, for this request only
+                    translator = translator.bind(style=style)
+                return translator.translate_samples([image], samples)[0]
+            except DataError as exc:
+                raise RequestError(str(exc), 422) from None
 
 
 def model_names(paths: Sequence[Path]) -> list[str]:
