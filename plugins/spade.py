@@ -86,6 +86,7 @@ from translate_kit.api import (
     MULTISCALE_LOGITS,
     BatchSpec,
     ComponentRef,
+    DataError,
     GANLossName,
     InputSpec,
     LossOptions,
@@ -97,6 +98,7 @@ from translate_kit.api import (
     Palette,
     Parts,
     StepContext,
+    TrainingError,
     encode_palette,
     frozen,
     make_norm,
@@ -784,31 +786,30 @@ class SPADEMethod(Method):
         self.gan_loss, self.vgg_loss = gan_loss, vgg_loss
         self.label_nc, self.instances, self.dont_care, self.palette = label_nc, instances, dont_care, palette
         self.lambda_fm, self.lambda_vgg, self.lambda_kld = lambda_fm, lambda_vgg, lambda_kld
-        self.use_vae = encoder is not None
-        keys = ("A", "instances") if instances else ("A",)
-        self._jitter: tuple[tuple[int | None, bool], PairedJitter] | None = None
-        self._label_keys = keys
+        self.use_vae = bool(getattr(unwrap(generator), "use_vae", False))
+        self._jitter: tuple[tuple[Any, ...], PairedJitter] | None = None
         self._style: torch.Tensor | None = None  # with_style: the reference image
 
     # -- the contract --------------------------------------------------------------------------
 
     def optimizer_groups(self) -> dict[str, list[str]]:
-        return {"G": ["G", "E"] if self.use_vae else ["G"], "D": ["D"]}
+        return {"G": ["G", "E"] if "E" in self.nets else ["G"], "D": ["D"]}
 
     def optimizer_defaults(self) -> dict[str, OptimizerSettings]:
         # TTUR (Heusel et al. 2017) as the reference sets it: G at half, D at twice the base 2e-4, Adam betas (0, 0.9).
         return {"G": OptimizerSettings(lr=1e-4, betas=(0.0, 0.9)), "D": OptimizerSettings(lr=4e-4, betas=(0.0, 0.9))}
 
     def input_spec(self, default: InputSpec) -> InputSpec:
-        return dataclasses.replace(default, multimodal=self.use_vae, style_image=self.use_vae)
+        return dataclasses.replace(default, multimodal=self.use_vae, style_image="E" in self.nets)
 
     def prepare_batch(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
         """The photo `B` in [-1, 1]; the label map's ids as `labels` (and `instances`), cropped and
         flipped with it exactly; and `A`, the label map as an image in [-1, 1] (its palette
         colours, or the ids as grey levels), which sample pages, `tkit eval` and `translate` take."""
-        key = (spec.crop_size, spec.flip)
+        label_keys = ("A", "instances") if "instances" in batch else ("A",)  # without instance maps: classes
+        key = (spec.crop_size, spec.flip, label_keys)
         if self._jitter is None or self._jitter[0] != key:
-            self._jitter = (key, PairedJitter(spec.crop_size, spec.flip, keys=("B",), label_keys=self._label_keys))
+            self._jitter = (key, PairedJitter(spec.crop_size, spec.flip, keys=("B",), label_keys=label_keys))
         out = self._jitter[1].prepare(batch, spec)
         out["labels"] = out["A"]
         out["A"] = self._label_image(out["A"])
@@ -823,8 +824,16 @@ class SPADEMethod(Method):
     def _semantics(self, labels: torch.Tensor, instances: torch.Tensor | None) -> torch.Tensor:
         if self.instances and instances is None:  # no instance map given: each class region is one instance
             instances = labels
-        return label_input(labels, self.label_nc, instances=instances if self.instances else None,
-                           dont_care=self.dont_care)
+        try:
+            return label_input(labels, self.label_nc, instances=instances if self.instances else None,
+                               dont_care=self.dont_care)
+        except ValueError as exc:  # ids the model has no class for: the data and [method] disagree
+            dont_care = f"dont_care = {self.dont_care}" if self.dont_care is not None else "no dont_care"
+            raise DataError(
+                f"A label map holds ids this SPADE model has no class for ({exc}). The model has label_nc = "
+                f"{self.label_nc} and {dont_care} ([method]); give label maps with those ids, or make [method] "
+                "label_nc and dont_care those of [data]."
+            ) from None
 
     def _discriminate(
         self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, *, features: bool
@@ -842,6 +851,9 @@ class SPADEMethod(Method):
         """G's output for `seg` and, in VAE mode, the KL term of the posterior of `real`."""
         if not self.use_vae:
             return self.nets["G"](seg), None
+        if "E" not in self.nets:
+            raise TrainingError("Training a SPADE generator in VAE mode needs the image encoder: add an [encoder] "
+                                'table (name = "spade_encoder"). Without one the model only samples z at inference.')
         mu, logvar = self.nets["E"](real)
         return self.nets["G"](seg, reparameterize(mu, logvar)), kl_divergence(mu, logvar)
 
@@ -899,13 +911,15 @@ class SPADEMethod(Method):
             z = reparameterize(*z).expand(seg.shape[0], -1)
         resized = F.interpolate(seg, size=size, mode="nearest") if seg.shape[-2:] != size else seg
         out = G(resized, z)
-        return F.interpolate(out, size=seg.shape[-2:], mode="bilinear", align_corners=False) if out.shape[-2:] != seg.shape[-2:] else out
+        if out.shape[-2:] != seg.shape[-2:]:
+            out = F.interpolate(out, size=seg.shape[-2:], mode="bilinear", align_corners=False)
+        return out
 
     def with_style(self, style: torch.Tensor) -> SPADEMethod:
         """This method, sharing its networks, drawing z from the posterior of `style` (one image
         `(1, 3, H, W)` in [-1, 1], any size: the encoder resizes it)."""
-        if not self.use_vae:
-            raise ValueError("This SPADE model has no image encoder (use_vae = false), so it cannot follow a style image")
+        if "E" not in self.nets:
+            raise ValueError("This SPADE model has no image encoder, so it cannot follow a style image")
         styled = copy.copy(self)
         styled._modules = dict(self._modules)  # the copy's own module table, holding the same networks
         styled._style = style
@@ -937,8 +951,9 @@ def spade(
         instances: feed instance boundaries as one more channel (`label_maps` with instances_dir;
             without instance maps, class boundaries).
         dont_care: the id of unlabelled pixels, as `data.dont_care`; -1: none.
-        use_vae: multimodal: an image encoder gives z (KL term, weight lambda_kld) and translate
-            samples z; needs an [encoder] table and a generator with `use_vae = true`.
+        use_vae: multimodal: the generator starts from z; an [encoder] table's image encoder gives z
+            in training (KL term, weight lambda_kld) and follows style images; translate samples z.
+            Without an [encoder] the model can only translate (a converted official generator).
         lambda_fm: feature matching (paper: 10).
         lambda_vgg: the VGG19 loss (paper: 10). 0 (the default) builds no VGG: its ImageNet weights
             must come from a local file (`vgg_options = { weights = "vgg19-dcbb9e9d.pth" }`).
@@ -960,12 +975,15 @@ def spade(
     if parts.in_channels != channels:
         kind = "colour maps of data.palette" if palette is not None else "maps of class ids (no data.palette)"
         raise ValueError(f"label maps given as {kind} are {channels}-channel images: set data.in_channels = {channels}")
-    if use_vae and not parts.has("encoder"):
-        raise ValueError("use_vae = true needs an [encoder] table (name = \"spade_encoder\")")
     semantic_nc = label_channels(label_nc, instances=instances)
     generator = parts.generator(in_channels=semantic_nc, **({"use_vae": True} if use_vae else {}))
+    if bool(getattr(generator, "use_vae", False)) != use_vae:
+        raise ValueError("[generator] use_vae = true needs [method] use_vae = true (an image encoder and the KL term)")
     discriminator = parts.discriminator(in_channels=semantic_nc + parts.out_channels)
-    encoder = parts.component("encoder", in_channels=parts.out_channels) if use_vae else None
+    # Without an [encoder] a VAE generator samples z at inference only (a converted official model).
+    encoder = None
+    if use_vae and parts.has("encoder"):
+        encoder = parts.component("encoder", in_channels=parts.out_channels, z_dim=generator.z_dim)
     perceptual = parts.loss(vgg_loss, **(vgg_options or {})) if lambda_vgg > 0 else None
     return SPADEMethod(
         generator, discriminator, encoder, parts.loss(gan_mode, **(gan_options or {})), vgg_loss=perceptual,

@@ -467,14 +467,15 @@ def spade_recipe(detected: DetectedSPADE, *, data_root: str, run_name: str) -> d
         "run": {"name": run_name, "seed": 0},
         "data": {"dataset": _DATASET, "root": data_root, "load_size": detected.crop_size,
                  "crop_size": detected.crop_size, "flip": False, "layout": "folders", "labels": "index",
-                 "label_nc": classes, **({"instances_dir": "instances"} if instance else {})},
+                 "label_nc": classes, "in_channels": 1, "out_channels": detected.out_channels,
+                 **({"instances_dir": "instances"} if instance else {})},
         "method": method,
         "generator": detected.table(),
         # The reference's discriminator, so a converted model can also be trained further.
         "discriminator": {"name": "spade_multiscale"},
     }
-    if detected.use_vae:
-        recipe["encoder"] = {"name": "spade_encoder", "z_dim": detected.z_dim}
+    # The reference's encoder (latest_net_E.pth) is not converted, so the recipe has no [encoder]:
+    # the model samples z, and refuses style images rather than encode them with random weights.
     return recipe
 
 

@@ -28,8 +28,18 @@ def make_trainer(registry, pm, root, run_dir, *extra, steps=2, **kwargs):
     return Trainer(recipe, registry=registry, pm=pm, device="cpu", **kwargs)
 
 
+def without_optimizer_tables(registry, root, run_dir, *extra):
+    """The CPU recipe without its [train.optimizers.*] tables: the method's own defaults decide."""
+    tables = load_recipe(RECIPES / "spade_facades_cpu.toml", quick_overrides(root, run_dir) + TINY + list(extra),
+                         registry=registry).to_dict()
+    tables["train"].pop("optimizers", None)
+    return load_recipe(tables, registry=registry)
+
+
 def test_spade_trains_with_ttur_and_keeps_it_on_resume(registry, pm, tiny_facades, tmp_path):
-    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    recipe = without_optimizer_tables(registry, tiny_facades, tmp_path)
+    assert not recipe.train.optimizers
+    trainer = Trainer(recipe, registry=registry, pm=pm, device="cpu")
     before = {k: v.clone() for k, v in trainer.method.nets["G"].state_dict().items()}
     history = trainer.fit()
     assert {"loss_G_GAN", "loss_G_FM", "loss_D_real", "loss_D_fake"} <= set(history[-1])
@@ -40,22 +50,20 @@ def test_spade_trains_with_ttur_and_keeps_it_on_resume(registry, pm, tiny_facade
     def settings(t):
         return {g: (o.param_groups[0]["lr"], tuple(o.param_groups[0]["betas"])) for g, o in t.optimizers.items()}
 
-    assert settings(trainer) == {"G": (1e-4, (0.0, 0.9)), "D": (4e-4, (0.0, 0.9))}
+    assert settings(trainer) == {"G": (1e-4, (0.0, 0.9)), "D": (4e-4, (0.0, 0.9))}  # TTUR, from the method
     recipe = load_recipe(trainer.run_dir / "recipe.toml", ["train.max_steps=3"], registry=registry)
+    assert not recipe.train.optimizers  # the stored recipe names no rates either: they come from the method
     resumed = Trainer(recipe, registry=registry, pm=pm, device="cpu", run_dir=trainer.run_dir, resume=True)
     assert settings(resumed) == settings(trainer)
+    assert [o.state_dict()["state"] != {} for o in resumed.optimizers.values()] == [True, True]  # Adam moments restored
     resumed.fit()
 
 
-def test_ttur_is_the_methods_default_without_optimizer_tables(registry):
-    from translate_kit.build import build_method
-
-    recipe = load_recipe(RECIPES / "spade_facades_cpu.toml", TINY, registry=registry)
-    method = build_method(recipe, registry)
-    defaults = method.optimizer_defaults()
-    assert (defaults["G"].lr, defaults["G"].betas, defaults["D"].lr, defaults["D"].betas) == (1e-4, (0.0, 0.9), 4e-4,
-                                                                                            (0.0, 0.9))
-    assert method.optimizer_groups() == {"G": ["G"], "D": ["D"]}
+def test_recipe_tables_change_the_methods_ttur(registry, pm, tiny_facades, tmp_path):
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "train.optimizers.D.lr=3e-4")
+    assert [trainer.optimizers[g].param_groups[0]["lr"] for g in ("G", "D")] == [1e-4, 3e-4]
+    assert trainer.method.optimizer_groups() == {"G": ["G"], "D": ["D"]}
+    trainer.close()
 
 
 def test_the_batch_holds_exact_ids_their_colours_and_the_photo(registry, pm, tiny_facades, tmp_path):
@@ -106,10 +114,30 @@ def test_vae_mode_samples_z_and_follows_a_style(registry, pm, tiny_facades, tmp_
         assert method.translate(wide).shape == (1, 3, 32, 64)
 
 
+def test_a_vae_generator_without_an_encoder_samples_but_cannot_train(registry, pm, tiny_facades, tmp_path):
+    from translate_kit.errors import TrainingError
+
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, "method.use_vae=true")
+    spec = describe_inputs(trainer.method, channels=3, palette=FACADES)
+    assert spec.multimodal and not spec.style_image  # a converted official generator: z from the prior only
+    with pytest.raises(TrainingError, match=r"needs the image encoder: add an \[encoder\] table"):
+        trainer.fit()
+
+
+def test_ids_the_model_has_no_class_for_are_a_data_error(registry, pm, tiny_facades, tmp_path):
+    from translate_kit.errors import DataError
+
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path)
+    trainer.close()
+    ids = torch.full((1, 1, 32, 32), 40, dtype=torch.uint8)
+    with pytest.raises(DataError, match="label_nc = 12 and no dont_care"):
+        trainer.method.translate(to_unit_range(ids))
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["method.use_vae=true"], "needs an [encoder] table"),
+        (['generator.use_vae=true'], "needs [method] use_vae = true"),
         (["method.lambda_fm=-1"], "loss weights >= 0"),
     ],
 )
