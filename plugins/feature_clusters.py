@@ -207,7 +207,8 @@ def features_command(
             f"{saved.path} holds no feature encoder E: train a pix2pixhd recipe with an [encoder] table "
             "(recipes/pix2pixhd_facades_features.toml), and use a training checkpoint (an export keeps G only)."
         )
-    translator = Translator.from_checkpoint(run, device=device, registry=registry)
+    # Not the run's clusters file: it is about to be made anew (and may be another run's).
+    translator = Translator.from_checkpoint(run, device=device, registry=registry, run_files=False)
     method = translator.method
     if not isinstance(method, Pix2PixHD) or method.labels is None:
         raise OptionError(f"{saved.path}: expected a pix2pixhd run with label maps and a feature encoder, got method "

@@ -318,6 +318,7 @@ class Translator:
         registry: Registry | None = None,
         pm: Any | None = None,
         use_ema: bool = True,
+        run_files: bool = True,
         **options: Any,
     ) -> Translator:
         """Load a checkpoint file, or the newest checkpoint of a run folder.
@@ -335,6 +336,8 @@ class Translator:
                 installed plugins).
             use_ema: translate with the moving averages of the weights (`train.ema_decay`) when
                 the checkpoint has them; False: the trained weights themselves.
+            run_files: let the method read the files it keeps in the run folder
+                (`Method.load_run_files`); False for a tool that is about to make them anew.
             **options: `seed`, `batch_size`, `tile`, `overlap`, `compile`, `auto_tile`, `notify`
                 (see the class docstring).
 
@@ -373,7 +376,8 @@ class Translator:
                 f"The weights in {file} do not fit the networks its recipe describes ({first}). The checkpoint "
                 "is damaged, or a plugin changed its architecture since it was written."
             ) from None
-        method.load_run_files(file.parent.parent if file.parent.name == "checkpoints" else file.parent)
+        if run_files:
+            method.load_run_files(file.parent.parent if file.parent.name == "checkpoints" else file.parent)
         translator = cls(method, recipe, device=device, mode=mode, **options)
         translator.checkpoint = file
         translator.step = saved.step
