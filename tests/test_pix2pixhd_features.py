@@ -334,6 +334,13 @@ def test_cli_translates_with_chosen_and_drawn_clusters(clustered, tmp_path):
     assert result.exit_code == 1 and "is not multimodal" in output, output
 
 
+def clustered_data_root(clustered) -> str:
+    import tomllib
+
+    run, _ = clustered
+    return tomllib.loads((run / "recipe.toml").read_text())["data"]["root"]
+
+
 def test_a_clusters_file_of_another_model_or_damaged_is_refused(clustered, registry, tmp_path):
     run, _ = clustered
     checkpoint_only(run, tmp_path)
@@ -345,6 +352,11 @@ def test_a_clusters_file_of_another_model_or_damaged_is_refused(clustered, regis
     (tmp_path / CLUSTERS_FILE).write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="is not a readable feature-clusters file"):
         Translator.from_checkpoint(tmp_path, device="cpu", registry=registry)
+    # `tkit features` makes it anew over the stale file, whose refusal said to run it.
+    result, output = invoke("features", tmp_path, "--clusters", 3, "--seed", 0, "--device", "cpu",
+                            "--data-root", clustered_data_root(clustered))
+    assert result.exit_code == 0, output
+    assert torch.equal(FeatureClusters.read(tmp_path / CLUSTERS_FILE).centres, clusters.centres)
 
 
 # --- label and instance maps of one's own --------------------------------------------------------
