@@ -128,6 +128,31 @@ def _check_input(x: torch.Tensor, channels: int, multiple: int, minimum: int) ->
 # --- generators -------------------------------------------------------------------------------
 
 
+def _downsampling_stem(in_channels: int, ngf: int, n_downsampling: int, norm: Norm) -> tuple[list[nn.Module], int]:
+    """The front both pix2pixHD's global generator and its feature encoder start with: c7s1-ngf, then
+    n_downsampling stride-2 3x3 convolutions doubling the width; returns the layers and the width."""
+    bias = conv_bias(norm)
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), make_norm(norm, ngf), nn.ReLU(True)
+    ]
+    width = ngf
+    for _ in range(n_downsampling):
+        layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), make_norm(norm, 2 * width),
+                   nn.ReLU(True)]
+        width *= 2
+    return layers, width
+
+
+def _upsampling(width: int, n_upsampling: int, norm: Norm) -> list[nn.Module]:
+    """Their way back up: n_upsampling stride-2 3x3 transposed convolutions halving the width."""
+    layers: list[nn.Module] = []
+    for _ in range(n_upsampling):
+        layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=conv_bias(norm)),
+                   make_norm(norm, width // 2), nn.ReLU(True)]
+        width //= 2
+    return layers
+
+
 class GlobalGenerator(nn.Module):
     """pix2pixHD's G1: c7s1-ngf, `n_downsampling` stride-2 convs, `n_blocks` residual blocks, as many
     transposed convs, c7s1-out, tanh.
@@ -165,23 +190,9 @@ class GlobalGenerator(nn.Module):
         self.in_channels, self.out_channels, self.ngf = in_channels, out_channels, ngf
         self.size_multiple = 2**n_downsampling
         self.min_size = max(4, 2 ** (n_downsampling + 1) if n_blocks else 2**n_downsampling)
-        bias = conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), make_norm(norm, ngf), nn.ReLU(True)
-        ]
-        width = ngf
-        for _ in range(n_downsampling):
-            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), make_norm(norm, 2 * width),
-                       nn.ReLU(True)]
-            width *= 2
+        layers, width = _downsampling_stem(in_channels, ngf, n_downsampling, norm)
         layers += [ResidualBlock(width, norm, 0.0) for _ in range(n_blocks)]
-        for _ in range(n_downsampling):
-            layers += [
-                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                make_norm(norm, width // 2),
-                nn.ReLU(True),
-            ]
-            width //= 2
+        layers += _upsampling(width, n_downsampling, norm)
         self.front = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
 
@@ -369,19 +380,8 @@ class FeatureEncoder(nn.Module):
                              f"{feat_num}, {ngf}, {n_downsampling}")
         self.in_channels, self.feat_num = in_channels, feat_num
         self.size_multiple, self.min_size = 2**n_downsampling, 2 ** (n_downsampling + 1)
-        bias = conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), make_norm(norm, ngf), nn.ReLU(True)
-        ]
-        width = ngf
-        for _ in range(n_downsampling):
-            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), make_norm(norm, 2 * width),
-                       nn.ReLU(True)]
-            width *= 2
-        for _ in range(n_downsampling):
-            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                       make_norm(norm, width // 2), nn.ReLU(True)]
-            width //= 2
+        layers, width = _downsampling_stem(in_channels, ngf, n_downsampling, norm)
+        layers += _upsampling(width, n_downsampling, norm)
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, feat_num, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
