@@ -74,8 +74,10 @@ SEGMENTER = ("fcn_facades", [
 SEGMENTER_NAME = "fcn_facades_128"
 
 
-def train(recipe: str, name: str, sets: list[str], *, data: str, work: Path, steps: int, batch: int | None) -> float:
-    """`tkit train` in a subprocess; returns its wall time in seconds (log in WORK/logs/NAME.log)."""
+def train(recipe: str, name: str, sets: list[str], *, data: str, work: Path, steps: int, batch: int | None,
+          reuse: bool = False) -> float:
+    """`tkit train` in a subprocess; returns its wall time in seconds (log in WORK/logs/NAME.log).
+    With `reuse`, a run this script finished before with the same command is kept, with its time."""
     args = [TKIT, "train", recipe, "--overwrite", "--device", "cpu",
             "--set", f"data.root={data}", "--set", f"run.dir={work / 'runs'}", "--set", f"run.name={name}",
             "--set", f"train.max_steps={steps}", "--set", f"train.log_every={max(1, min(50, steps))}",
@@ -84,6 +86,9 @@ def train(recipe: str, name: str, sets: list[str], *, data: str, work: Path, ste
         args += ["--set", f"train.batch_size={batch}"]
     for item in sets:
         args += ["--set", item]
+    record = work / "runs" / name / "wall_time.json"
+    if reuse and record.is_file() and json.loads(record.read_text())["command"] == args:
+        return json.loads(record.read_text())["seconds"]
     (work / "logs").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(work / "logs" / f"{name}.log", "w") as log:
@@ -93,6 +98,7 @@ def train(recipe: str, name: str, sets: list[str], *, data: str, work: Path, ste
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"tkit train {recipe} ({name}) failed; see {work / 'logs' / f'{name}.log'}")
+    record.write_text(json.dumps({"command": args, "seconds": seconds}))
     return seconds
 
 
@@ -237,6 +243,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=ROOT / "docs" / "images", help="where the PNG grids go")
     parser.add_argument("--picture-index", type=int, default=0, help="test map shown (dataset order)")
     parser.add_argument("--style-indices", default="0,1", help="train photos used as reference styles")
+    parser.add_argument("--reuse", action="store_true", help="keep runs an earlier call finished with the same command")
     parser.add_argument("--probe", type=int, default=0, help="only time N steps of each training")
     parser.add_argument("--budget-minutes", type=float, default=35.0, help="--probe: all training within this")
     args = parser.parse_args()
@@ -260,20 +267,21 @@ def main() -> None:
         "steps": args.steps, "batch": args.batch, "size": 128, "overrides": {}, "methods": {},
     }
     segmenter = args.segmenter or (work / "runs" / SEGMENTER_NAME)
-    if args.segmenter is None and not (segmenter / "checkpoints").is_dir():
+    if args.segmenter is None:
         seconds = train(SEGMENTER[0], SEGMENTER_NAME, SEGMENTER[1], data=args.data, work=work,
-                        steps=args.segmenter_steps, batch=None)
-        results["segmenter"] = {"run": str(segmenter), "trained": True, "steps": args.segmenter_steps, "batch": 8,
+                        steps=args.segmenter_steps, batch=None, reuse=args.reuse)
+        results["segmenter"] = {"run": str(segmenter), "trained": True, "reused": args.reuse, "steps": args.segmenter_steps, "batch": 8,
                                 "wall_s": seconds, "overrides": SEGMENTER[1]}
         print(f"segmenter: {args.segmenter_steps} steps in {seconds:.0f} s", flush=True)
     else:
-        results["segmenter"] = {"run": str(segmenter), "trained": False}
+        results["segmenter"] = {"run": str(segmenter), "trained": False, "wall_s": 0.0}
         print(f"segmenter: reusing {segmenter}", flush=True)
 
     runs: dict[str, Path] = {}
     for name, (recipe, sets) in METHODS.items():
         run_name = f"{recipe}_{name.lower().replace('-', '_')}_128"
-        seconds = train(recipe, run_name, SIZE + sets, data=args.data, work=work, steps=args.steps, batch=args.batch)
+        seconds = train(recipe, run_name, SIZE + sets, data=args.data, work=work, steps=args.steps, batch=args.batch,
+                        reuse=args.reuse)
         runs[name] = work / "runs" / run_name
         results["methods"][name] = {"recipe": recipe, "run": str(runs[name]), "overrides": SIZE + sets,
                                     "train_wall_s": seconds}
