@@ -180,3 +180,30 @@ def test_tkit_translate_gives_seeded_samples_and_follows_a_style(registry, pm, t
     assert len(first) == 2 and all(torch.equal(a, b) for a, b in zip(first, again)) and not torch.equal(*first)
     styled = run("c", "--samples", "2", "--seed", "5", "--style", str(tmp_path / "style.png"))
     assert len(styled) == 2 and not torch.equal(styled[0], first[0])
+
+
+def test_tkit_serve_offers_a_spade_model_as_a_palette_to_paint_with_seeds_and_styles(registry, pm, tiny_facades,
+                                                                                      tmp_path):
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    from starlette.testclient import TestClient
+    from torchvision.io import decode_image, encode_png
+
+    from translate_kit.serve.app import create_app
+    from translate_kit.serve.models import load_models
+
+    trainer = make_trainer(registry, pm, tiny_facades, tmp_path, *VAE)
+    trainer.fit()
+    client = TestClient(create_app(load_models([trainer.run_dir], registry=registry, device="cpu")))
+    [info] = client.get("/api/models").json()["models"]
+    assert (info["input"], info["multimodal"], info["style_image"]) == ("label_map", True, True)
+    assert info["palette"]["names"][2] == "window" and len(info["palette"]["colors"]) == 12
+    painted = encode_png(encode_palette(torch.randint(0, 12, (32, 32)), FACADES)).numpy().tobytes()
+    photo = encode_png(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)).numpy().tobytes()
+    answer = client.post("/api/translate", data={"model": info["name"], "samples": "2", "seed": "3", "format": "json"},
+                         files={"image": ("map.png", painted, "image/png"), "style": ("s.png", photo, "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["images"]) == 2 and (answer.json()["width"], answer.json()["height"]) == (32, 32)
+    single = client.post("/api/translate", data={"model": info["name"]},
+                         files={"image": ("map.png", painted, "image/png")})
+    assert single.status_code == 200
+    assert decode_image(torch.frombuffer(bytearray(single.content), dtype=torch.uint8)).shape == (3, 32, 32)
