@@ -156,7 +156,6 @@ def test_tkit_translate_gives_seeded_samples_and_follows_a_style(registry, pm, t
     from typer.testing import CliRunner
 
     from translate_kit.cli import make_app
-
     from translate_kit.train.checkpoint import checkpoint_paths, load_checkpoint
 
     trainer = make_trainer(registry, pm, tiny_facades, tmp_path, *VAE)
