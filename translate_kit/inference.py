@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from translate_kit.accel import accelerate, compiled_nets, eval_copy
 from translate_kit.build import autocast_dtype, build_method, select_device, uses_channels_last
@@ -61,12 +60,14 @@ from translate_kit.memory import available_bytes, peak_bytes
 from translate_kit.method import InputSpec, Method, describe_inputs, private_rng, test_time
 from translate_kit.pages import save_png, to_uint8
 from translate_kit.recipe import Recipe, load_recipe
+from translate_kit.tiling import axis_windows, pad_centred, tile_starts
 from translate_kit.train.checkpoint import read_model
 
 if TYPE_CHECKING:
     from translate_kit.registry import Registry
 
 __all__ = ["Translator", "axis_windows", "expand_inputs", "parse_options", "tile_starts", "translate_files"]
+# axis_windows and tile_starts live in translate_kit.tiling; they stay importable from here.
 
 Mode = Literal["paper", "eval"]
 _PROBE_SIDE = 512  # side of the forward pass that measures a generator's bytes per pixel (auto_tile)
@@ -74,72 +75,6 @@ _PROBE_SIDE = 512  # side of the forward pass that measures a generator's bytes 
 # allocator's own overhead and other programs need memory too; CUDA's is the allocator's exact peak.
 _MEMORY_SHARE = {"cpu": 0.5, "cuda": 0.8}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as `to_channels` uses for uint8 images
-
-
-def tile_starts(length: int, tile: int, step: int) -> list[int]:
-    """Offsets of tiles of size `tile` every `step` pixels, the last one flush with the end.
-
-    Example:
-        >>> tile_starts(300, 128, 96)
-        [0, 96, 172]
-        >>> tile_starts(128, 128, 96)
-        [0]
-    """
-    return list(range(0, length - tile, step)) + [length - tile]
-
-
-def _fade_in(overlap: int) -> torch.Tensor:
-    """Weights over an overlap of `overlap` pixels for the tile that starts there: 0 over the first
-    quarter, a raised-cosine rise over the middle half, 1 over the last quarter. It and its mirror
-    image (the fade-out of the tile before) sum to exactly 1."""
-    margin = overlap // 4
-    ramp = overlap - 2 * margin
-    t = (torch.arange(ramp, dtype=torch.float32) + 0.5) / ramp
-    rise = torch.sin(t * math.pi / 2) ** 2
-    return torch.cat([torch.zeros(margin), rise, torch.ones(margin)])
-
-
-def axis_windows(starts: Sequence[int], size: int) -> list[torch.Tensor]:
-    """1-D blending weights of tiles of `size` pixels at `starts` (sorted) along one axis.
-
-    In each overlap the outgoing tile fades out and the incoming one fades in (see `_fade_in`),
-    the two weights summing to 1; sides at the image border keep weight 1. A tile's outer quarter
-    of every overlap, where its output suffers most from the context beyond the tile, gets no
-    weight at all, so a network whose receptive field reaches less than a quarter of the overlap
-    gives exactly the untiled result.
-
-    Example:
-        >>> [[round(v, 3) for v in w.tolist()] for w in axis_windows([0, 4], 8)]
-        [[1.0, 1.0, 1.0, 1.0, 1.0, 0.854, 0.146, 0.0], [0.0, 0.146, 0.854, 1.0, 1.0, 1.0, 1.0, 1.0]]
-    """
-    windows = []
-    for i, start in enumerate(starts):
-        weight = torch.ones(size)
-        lead = starts[i - 1] + size - start if i > 0 else 0
-        trail = start + size - starts[i + 1] if i + 1 < len(starts) else 0
-        if lead > 0:
-            weight[:lead] = _fade_in(lead)
-        if trail > 0:
-            weight[size - trail :] = torch.minimum(weight[size - trail :], _fade_in(trail).flip(0))
-        windows.append(weight)
-    return windows
-
-
-def _centred_pads(length: int, target: int) -> tuple[int, int]:
-    extra = target - length
-    return extra // 2, extra - extra // 2
-
-
-def _pad(x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad `(B, C, H, W)` centred to `(height, width)`; return it and the (top, left) offset."""
-    top, bottom = _centred_pads(x.shape[-2], height)
-    left, right = _centred_pads(x.shape[-1], width)
-    if not (top or bottom or left or right):
-        return x, (0, 0)
-    # Reflection needs each pad to be smaller than the side it mirrors.
-    fits = max(top, bottom) < x.shape[-2] and max(left, right) < x.shape[-1]
-    padded = F.pad(x, (left, right, top, bottom), mode="reflect" if fits else "replicate")
-    return padded, (top, left)
 
 
 def _check_channels(have: int, channels: int, what: str) -> None:
@@ -558,7 +493,7 @@ class Translator:
                 else:
                     outputs.append(self._seeded(seed, self._tiled, x[i : i + 1], ph, pw, tile)[0])
             return outputs
-        padded, (top, left) = _pad(self._prepare(x, self.device), ph, pw)
+        padded, (top, left) = pad_centred(self._prepare(x, self.device), ph, pw)
         if self._alone:
             parts = [self._seeded(self._seed(first_index + i, sample), self._forward, padded[i : i + 1])
                      for i in range(len(x))]
@@ -666,7 +601,7 @@ class Translator:
         output pixels with windows over the scaled overlaps. With `seed`, every tile is drawn
         from that seed (a multimodal method's latent code is then the same in all of them)."""
         height, width = x.shape[-2:]
-        padded, (top, left) = _pad(x, ph, pw)
+        padded, (top, left) = pad_centred(x, ph, pw)
         m, s = self.size_multiple, self.scale
         th, tw = min(tile, ph), min(tile, pw)
         overlap = min(self.overlap, tile // 2)  # an automatic tile may be smaller than the set overlap
