@@ -8,6 +8,7 @@ third-party plugin would build it, with no change to the core:
   batches of differing sizes as lists), scored on the luma with a shaved border
   (`eval_protocol`), with a grey original marked by its dataset, and an optional table
   (`Parts.has`) of a component kind of its own;
+- a toy method that reads the palette `data.palette` names (`Parts.palette`);
 - a toy method with two learning rates and Adam(0, 0.9) per optimiser group (`optimizer_defaults`,
   overridable by `[train.optimizers.<group>]`), an extra encoder network of a component kind of its
   own built from an `[encoder]` table (`tables=`, `Parts.component`), two translate networks, and
@@ -106,6 +107,14 @@ class ToySR(Method):
 def toy_sr(parts: Parts, /) -> ToySR:
     """x2 super-resolution with an L1 loss (test family)."""
     return ToySR(parts.generator())
+
+
+@register_method(tables={"generator": "generator"})
+def toy_palette_sr(parts: Parts, /) -> ToySR:
+    """x2 super-resolution that keeps the palette `data.palette` names (test family)."""
+    method = ToySR(parts.generator())
+    method.palette = parts.palette
+    return method
 
 
 class SizedImages(torch.utils.data.Dataset):
@@ -384,6 +393,17 @@ def test_evaluation_at_stored_sizes_in_luma_with_grey_originals(toy_registry, tm
         assert out.shape == high.shape and row["name"] == item["name"]
         assert row["psnr"] == pytest.approx(-10 * math.log10((y_out - y_ref).square().mean().item()), abs=1e-9)
     assert reports[True].pixel["psnr"] != report.pixel["psnr"]  # the optional table was used
+
+
+def test_parts_give_the_palette_data_palette_names(toy_registry, tiny_facades, tmp_path):
+    from translate_kit.build import build_method
+    from translate_kit.recipe import load_recipe
+
+    path = write_recipe(tmp_path, SR_RECIPE, tiny_facades)
+    named = load_recipe(path, ['method.name="toy_palette_sr"', 'data.palette="facades"'], registry=toy_registry)
+    assert build_method(named, toy_registry).palette.names[2] == "window"
+    unnamed = load_recipe(path, ['method.name="toy_palette_sr"'], registry=toy_registry)
+    assert build_method(unnamed, toy_registry).palette is None
 
 
 def test_warm_start_runs_once_when_a_run_starts_fresh(toy_pm, toy_registry, tiny_facades, tmp_path):
