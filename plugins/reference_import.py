@@ -19,6 +19,7 @@ checks the checkpoint, as `convert` does for the reference networks. translate-k
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -532,7 +533,8 @@ def convert_command(
                      "weights; for a U-Net the reference's default (pix2pix on, CycleGAN off).", show_default=False),
     ] = None,
     data_root: Annotated[
-        str, typer.Option(help="data.root of the written recipe (for tkit eval or training).")
+        str, typer.Option(help="data.root of the written recipe (for tkit eval or training); a relative path is "
+                          "stored absolute, as training stores it, so the model evaluates from any directory.")
     ] = "data",
     direction: Annotated[
         _Direction, typer.Option(help="pix2pix: data.direction of the written recipe (the reference's --direction).")
@@ -548,6 +550,7 @@ def convert_command(
     from rich.markup import escape
 
     console = Console(highlight=False)
+    data_root = os.path.abspath(os.path.expanduser(data_root))  # as a run keeps it (see absolute_data_root)
     g_a = source
     if source.is_dir():
         found = find_reference_files(source, epoch)

@@ -364,13 +364,13 @@ def test_cli_download_with_progress_and_offline_error(tmp_path, server, tiny_fac
     from translate_kit.cli import make_app
 
     server.serve(make_archive())
-    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--root", str(tmp_path)])
+    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "facades is ready" in result.output
     assert_tiny_dataset(tmp_path / "facades")
 
     url = f"http://127.0.0.1:{closed_port()}/facades.tar.gz"
-    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--root", str(tmp_path / "b"), "--url", url])
+    result = CliRunner().invoke(make_app(), ["data", "download", "facades", "--out", str(tmp_path / "b"), "--url", url])
     assert result.exit_code == 1 and url in result.output
     assert isinstance(result.exception, SystemExit)
 
@@ -604,7 +604,7 @@ def test_cityscapes_gives_the_manual_steps_without_touching_the_network(tmp_path
         download_dataset("cityscapes", tmp_path / "data")
     message = str(info.value)
     for needed in ("licence", "cityscapes-dataset.com", "gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip",
-                   f"tkit data prepare-cityscapes ~/cityscapes --root {tmp_path / 'data'}", "--url"):
+                   f"tkit data prepare-cityscapes ~/cityscapes --out {tmp_path / 'data'}", "--url"):
         assert needed in message
     assert server.ranges == [] and not (tmp_path / "data").exists()
 
@@ -722,14 +722,14 @@ def test_cli_downloads_a_cyclegan_set_with_resume(tmp_path, server, tiny_horse2z
     archive = make_zip()
     server.serve(archive, "/horse2zebra.zip")
     server.break_after, server.break_once = 300, True
-    result = invoke("data", "download", "cyclegan/horse2zebra", "--root", str(tmp_path))
+    result = invoke("data", "download", "cyclegan/horse2zebra", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "cyclegan/horse2zebra is ready" in result.output and server.ranges == [None, "bytes=300-"]
     assert_tiny_cyclegan(tmp_path / "cyclegan" / "horse2zebra")
 
 
 def test_cli_cityscapes_prints_the_steps_and_exits_1(tmp_path):
-    result = invoke("data", "download", "cityscapes", "--root", str(tmp_path))
+    result = invoke("data", "download", "cityscapes", "--out", str(tmp_path))
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "Error: Cityscapes cannot be downloaded automatically" in result.output
     assert "gtFine_trainvaltest.zip" in result.output and "Traceback" not in result.output
@@ -737,7 +737,7 @@ def test_cli_cityscapes_prints_the_steps_and_exits_1(tmp_path):
 
 def test_cli_prepare_cityscapes(tmp_path, tiny_cityscapes):
     fake_cityscapes(tmp_path / "cs", {"train": {"aachen": 3}, "val": {"lindau": 1}})
-    result = invoke("data", "prepare-cityscapes", str(tmp_path / "cs"), "--root", str(tmp_path / "data"))
+    result = invoke("data", "prepare-cityscapes", str(tmp_path / "cs"), "--out", str(tmp_path / "data"))
     assert result.exit_code == 0, result.output
     assert "cityscapes is ready" in result.output
     assert verify_dataset("cityscapes", tmp_path / "data" / "cityscapes") == {"train": 3, "val": 1}

@@ -60,7 +60,7 @@ def test_safetensors_export_holds_only_the_generator_and_translates_identically(
 
 def test_export_folder_and_cli_round_trip(run, tmp_path):
     app = make_app()
-    result = CliRunner().invoke(app, ["export", str(run), "--output", str(tmp_path / "exp" / "model.safetensors")])
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "exp" / "model.safetensors")])
     assert result.exit_code == 0, result.output
     assert "Wrote" in result.output
     source = tmp_path / "in"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -308,7 +309,7 @@ def test_converted_weights_compute_the_official_network(tmp_path, registry, case
     assert recipe["method"]["name"] == "sr_psnr"
     channels = 1 if "grey" in case else 3
     assert {k: recipe["data"][k] for k in ("dataset", "root", "scale", "load_size", "in_channels")} == {
-        "dataset": "sr_images", "root": "../shared/data/sr", "scale": table["scale"], "load_size": 0,
+        "dataset": "sr_images", "root": os.path.abspath("../shared/data/sr"), "scale": table["scale"], "load_size": 0,
         "in_channels": channels}
 
     g = generator(out, registry)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from translate_kit.plugins import PluginManager
     from translate_kit.registry import Registry
 
-__all__ = ["Session", "cli_command", "error_console", "find_recipe", "recipe_dirs", "session"]
+__all__ = ["Session", "cli_command", "error_console", "find_recipe", "old_spelling", "recipe_dirs", "session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +40,28 @@ def cli_command(fn: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def old_spelling(value: Any, old_value: Any, *, new: str, old: str, until: str = "0.2") -> Any:
+    """Accept an option's former spelling for one release, with a note.
+
+    Every concept has one option name across commands (`--out` for where results go); a renamed
+    option keeps its old name as a hidden option of its own whose value lands here. Giving the old
+    name prints a note on stderr; giving both names is a usage error (exit status 2).
+
+    Args:
+        value: what the current spelling received (None when not given).
+        old_value: what the hidden former spelling received (None when not given).
+        new: the current spelling, e.g. "--out".
+        old: the former spelling, e.g. "--output".
+        until: the release that drops the former spelling.
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise typer.BadParameter(f"{old} is the former name of {new}; give {new} only.", param_hint=f"'{old}'")
+    error_console().print(f"Note: {old} is now {new}; {old} is accepted until translate-kit {until}.")
+    return old_value
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from translate_kit.cli.common import cli_command
+from translate_kit.cli.common import cli_command, old_spelling
 from translate_kit.data.download import DATASETS, DatasetSpec
 from translate_kit.progress import make_progress
 
@@ -31,7 +31,7 @@ def _catalogue() -> str:
     lines = [f"{spec.name:<{width}}  {spec.family:<8}  {_size(spec):>7}  {spec.source}" for spec in DATASETS.values()]
     return (
         "NAME is family/set, and pix2pix/ may be left out: `facades` is the paired pix2pix set, `cyclegan/facades` "
-        "the unpaired one. The name is also the folder under --root. Every set, with its family, archive size "
+        "the unpaired one. The name is also the folder under --out. Every set, with its family, archive size "
         "and source (`tkit data list` adds the splits; docs/datasets.md the layouts):\n\n" + "\n".join(lines)
     )
 
@@ -40,7 +40,9 @@ def _catalogue() -> str:
 @cli_command
 def download(
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. facades, maps, cyclegan/horse2zebra (see below).")],
-    root: Annotated[Path, typer.Option(help="Folder the dataset folder is created in.")] = Path("data"),
+    root: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder the dataset folder is created in "
+                                                 "[default: data].", show_default=False)] = None,
+    root_old: Annotated[Optional[Path], typer.Option("--root", hidden=True)] = None,  # until 0.2
     url: Annotated[
         Optional[str], typer.Option(help="Download from this address instead (a mirror, a file:// URL or a path).")
     ] = None,
@@ -49,6 +51,7 @@ def download(
     """Download, unpack and verify a public pix2pix or CycleGAN dataset (resumes a partial download)."""
     from translate_kit.data.download import download_dataset
 
+    root = old_spelling(root, root_old, new="--out", old="--root") or Path("data")
     console = Console()
     with make_progress(console, bytes_mode=True) as progress:
         tasks = []  # the bar appears with the first byte: a set already there or refused shows none
@@ -83,11 +86,14 @@ def list_datasets() -> None:
 @cli_command
 def prepare_cityscapes(
     source: Annotated[Path, typer.Argument(help="Folder holding leftImg8bit/ and gtFine/ from the official zips.")],
-    root: Annotated[Path, typer.Option(help="Folder to write cityscapes/{train,val} into.")] = Path("data"),
+    root: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write cityscapes/{train,val} into "
+                                                 "[default: data].", show_default=False)] = None,
+    root_old: Annotated[Optional[Path], typer.Option("--root", hidden=True)] = None,  # until 0.2
 ) -> None:
     """Build the pix2pix Cityscapes pairs (512x256, photo | colour labels) from the official files."""
     from translate_kit.data.download import prepare_cityscapes as prepare
 
+    root = old_spelling(root, root_old, new="--out", old="--root") or Path("data")
     console = Console()
     with make_progress(console) as progress:
         task = progress.add_task("prepare cityscapes", total=None, stats="")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from translate_kit.cli.common import cli_command, session
+from translate_kit.cli.common import cli_command, old_spelling, session
 
 __all__ = ["export"]
 
@@ -34,9 +34,10 @@ def export(
     ] = ExportFormat.safetensors,
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="The file to write (.safetensors or .onnx); a description FILE.json goes "
+        typer.Option("--out", "-o", help="The file to write (.safetensors or .onnx); a description FILE.json goes "
                      "beside it. Default: RUN/export/model.<format>.", show_default=False),
     ] = None,
+    output_old: Annotated[Optional[Path], typer.Option("--output", hidden=True)] = None,  # until 0.2
     static: Annotated[
         bool, typer.Option("--static", help="ONNX: fix batch and image size to the example's instead of dynamic.")
     ] = False,
@@ -56,6 +57,7 @@ def export(
     """Export the networks a model translates with, for deployment or sharing without training state."""
     from translate_kit.export import export_model
 
+    output = old_spelling(output, output_old, new="--out", old="--output")
     if output is None:
         # A run folder, or RUN/checkpoints/step_*.pt: RUN/export/. A loose file: export/ beside it.
         folder = checkpoint if checkpoint.is_dir() else checkpoint.parent

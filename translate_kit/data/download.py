@@ -104,7 +104,7 @@ _CITYSCAPES_STEPS = (
     "pix2pix code does not offer it either. To build it: (1) register at https://www.cityscapes-dataset.com "
     "and accept its terms; (2) download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip; (3) unzip "
     "both into one folder, say ~/cityscapes, so that it holds gtFine/ and leftImg8bit/; (4) run `tkit data "
-    "prepare-cityscapes ~/cityscapes --root ROOT`, which writes ROOT/cityscapes/train (2975 pairs) and "
+    "prepare-cityscapes ~/cityscapes --out ROOT`, which writes ROOT/cityscapes/train (2975 pairs) and "
     "ROOT/cityscapes/val (500 pairs) as 512x256 JPEGs, photo (A) left and colour label map (B) right, the "
     "layout of the other pix2pix sets. If you already have a copy of the pix2pix cityscapes.tar.gz, pass "
     "--url with its path instead."

@@ -2,7 +2,7 @@
 
     runs/<name>/
         .lock               held (an OS file lock) by the one process training here; holds its PID
-        recipe.toml         the resolved recipe
+        recipe.toml         the resolved recipe, data.root made absolute (see `absolute_data_root`)
         checkpoints/        step_*.pt (see checkpoint.py)
         samples/            input/, target/ and epoch_NNNN/ sample images
         skipped_inputs.txt  what data.on_error = "skip" left out
@@ -16,20 +16,47 @@ when the process ends, however it ends, so a crashed run never leaves the folder
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
 from translate_kit.errors import CheckpointError, RunFolderError
 from translate_kit.pages import SampleRow, save_png, write_run_page
 
-__all__ = ["LOCK_NAME", "RunFolder"]
+if TYPE_CHECKING:
+    from translate_kit.recipe import Recipe
+
+__all__ = ["LOCK_NAME", "RunFolder", "absolute_data_root"]
 
 LOCK_NAME = ".lock"
+
+
+def absolute_data_root(recipe: Recipe) -> tuple[Recipe, str]:
+    """The recipe with a relative `data.root` made absolute, and a note of what was given.
+
+    A run trained with `root = "data/facades"` from one folder must still find its data when
+    `tkit eval RUN`, `tkit translate` or `tkit train --resume RUN` run from another: the checkpoint
+    and recipe.toml carry the recipe, so they carry the absolute path. The path is made absolute
+    against the working directory, as the dataset would read it, with `~` expanded; symbolic links
+    are kept as they are (a linked dataset folder keeps the name the user gave it).
+
+    Returns:
+        The recipe (the same object when there is nothing to change), and a TOML comment line with
+        the root as given ("" when unchanged), for recipe.toml's header.
+    """
+    given = recipe.data.options.get("root")
+    if not isinstance(given, str) or not given:
+        return recipe, ""
+    absolute = os.path.abspath(os.path.expanduser(given))
+    if absolute == given:
+        return recipe, ""
+    data = dataclasses.replace(recipe.data, options={**recipe.data.options, "root": absolute})
+    return dataclasses.replace(recipe, data=data), f"# data.root as given: {given!r}, from {os.getcwd()}\n"
 
 
 class RunFolder:

@@ -39,7 +39,7 @@ from translate_kit.train import checkpoint as ckpt
 from translate_kit.train import distributed as ddp
 from translate_kit.train.distributed import Distributed
 from translate_kit.train.optim import EMA, build_optimizers, lr_factor
-from translate_kit.train.run_folder import RunFolder, no_checkpoint_error
+from translate_kit.train.run_folder import RunFolder, absolute_data_root, no_checkpoint_error
 from translate_kit.train.signals import StopSignal
 from translate_kit.train.state import TrainState
 from translate_kit.train.step import StepRunner
@@ -80,7 +80,7 @@ class Trainer:
         distributed: Distributed | None = None,
     ) -> None:
         self.dist = distributed if distributed is not None else Distributed.current()
-        self.recipe, self.registry, self.pm = recipe, registry, pm
+        (self.recipe, self._root_note), self.registry, self.pm = absolute_data_root(recipe), registry, pm
         self.console = console if self.dist.is_main else None  # only rank 0 prints
         self.device = self.dist.place(select_device(device))
         self.folder = RunFolder(run_dir if run_dir is not None else Path(recipe.run.dir) / recipe.run.name)
@@ -148,7 +148,7 @@ class Trainer:
             self._restore(resume_from)
         self.dist.barrier()  # every rank has built and checked everything before the folder changes
         if self.dist.is_main:
-            recipe_text = f"# Resolved recipe of this run (from {recipe.source}).\n" + recipe.to_toml()
+            recipe_text = f"# Resolved recipe of this run (from {recipe.source}).\n{self._root_note}" + recipe.to_toml()
             self.folder.prepare(fresh=fresh, recipe_text=recipe_text, skipped=self.dataset.skipped)
         self._saved_step = self.state.step if resume_from is not None else -1
 
