@@ -1,4 +1,5 @@
-"""`tkit eval`: score a trained model on a dataset split (per-pixel metrics, FCN-score, FID and KID)."""
+"""`tkit eval`: score a trained model on a dataset split (per-pixel metrics, FCN-score, FID and KID, and
+for a multimodal model the diversity of its samples)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ __all__ = ["eval_command"]
 class Color(str, Enum):
     rgb = "rgb"
     y = "y"
+
+
+class LPIPSNetName(str, Enum):
+    alex = "alex"
+    vgg = "vgg"
 
 
 @cli_command
@@ -44,7 +50,10 @@ def eval_command(
     mode: Annotated[
         Mode, typer.Option(help="Test-time behaviour: eval (deterministic) or paper (dropout on, batch statistics).")
     ] = Mode.eval,
-    seed: Annotated[int, typer.Option(help="Seed of paper mode's dropout.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of paper mode's dropout, and of a multimodal model's samples (sample s is drawn "
+                          "with seed + s; sample 0 is the output scored).")
+    ] = 0,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Images per batch (paper mode still runs the generator one image at a time).")
     ] = 8,
@@ -80,22 +89,52 @@ def eval_command(
                      "$TRANSLATE_KIT_FID_WEIGHTS, then the run's train.eval_fid_weights). Implies --fid.",
                      show_default=False),
     ] = None,
+    diversity: Annotated[
+        bool,
+        typer.Option("--diversity", help="Multimodal models only: draw --diversity-samples samples per input and "
+                     "report how far apart consecutive ones are: LPIPS (BicycleGAN's protocol; needs its weights, see "
+                     "--lpips-weights, or --no-lpips) and the mean L1 in [-1, 1] units, with the samples' per-pixel "
+                     "metrics and, with --segmenter, the FCN-score of each sample set."),
+    ] = False,
+    diversity_samples: Annotated[
+        Optional[int],
+        typer.Option(min=2, help="Samples per input for --diversity (default 20, BicycleGAN's: 19 consecutive "
+                     "pairs). Implies --diversity.", show_default=False),
+    ] = None,
+    lpips: Annotated[
+        bool,
+        typer.Option("--lpips/--no-lpips", help="With --diversity, also the LPIPS distance between samples (needs its "
+                     "weights); --no-lpips: the pixel-space figure only, no weights needed."),
+    ] = True,
+    lpips_net: Annotated[
+        LPIPSNetName, typer.Option(help="LPIPS backbone: alex (BicycleGAN's and LPIPS's default) or vgg.")
+    ] = LPIPSNetName.alex,
+    lpips_weights: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder holding LPIPS's two published files: torchvision's alexnet-owt-7be5be79.pth and "
+                     "the lpips package's v0.1 alex.pth (for --lpips-net vgg: vgg16-397923af.pth and vgg.pth) "
+                     "(default: $TRANSLATE_KIT_LPIPS_WEIGHTS). Implies --diversity.", show_default=False),
+    ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
     images: Annotated[bool, typer.Option(help="Write input/output/target images and the HTML page.")] = True,
 ) -> None:
-    """Translate a dataset split and print L1, MSE, PSNR, SSIM, with --segmenter the FCN-score, and with
-    --fid FID and KID.
+    """Translate a dataset split and print L1, MSE, PSNR, SSIM, with --segmenter the FCN-score, with
+    --fid FID and KID, and with --diversity how far apart a multimodal model's samples are.
 
     The FCN-score is for labels -> photo models: the segmenter labels the generated photos and the
     input label maps are the ground truth; the same segmenter on the real photos gives the ceiling.
     """
     import dataclasses
 
+    from translate_kit.eval.diversity import DIVERSITY_SAMPLES
     from translate_kit.eval.evaluate import (
         INCEPTION_KEYS,
         EvalOptions,
+        check_multimodal,
+        describe_diversity,
         describe_inception,
         describe_protocol,
+        diversity_rows,
         eval_dataset,
         evaluate,
         write_eval_page,
@@ -122,6 +161,10 @@ def eval_command(
         if run_dir.name == "checkpoints":
             run_dir = run_dir.parent
     protocol = translator.method.eval_protocol()
+    n_samples = 0
+    if diversity or diversity_samples is not None or lpips_weights is not None:
+        check_multimodal(translator)  # before reading any data or weights
+        n_samples = diversity_samples or DIVERSITY_SAMPLES
     split = split or "test"
     protocol = dataclasses.replace(protocol, color=color.value if color else protocol.color,
                                    shave=protocol.shave if shave is None else shave)
@@ -136,17 +179,23 @@ def eval_command(
 
         fid_network = load_fid_inception(fid_weights, fallback=recipe.train.eval_fid_weights,
                                          device=translator.device)
+    lpips_network = None
+    if n_samples and lpips:
+        from translate_kit.eval.lpips import load_lpips
+
+        lpips_network = load_lpips(lpips_weights, net=lpips_net.value, device=translator.device)
     seg = None
     if segmenter is not None:
         seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
     out_dir = out if out is not None else run_dir / f"eval_{split}"
-    options = EvalOptions(split=split, batch_size=batch_size, limit=limit, write_images=images)
+    options = EvalOptions(split=split, batch_size=batch_size, limit=limit, write_images=images,
+                          diversity_samples=n_samples)
     total = min(limit, len(dataset)) if limit else len(dataset)
     with make_progress(console) as progress:
         task = progress.add_task("eval", total=total, stats="")
         report = evaluate(translator, dataset, options=options, out_dir=out_dir if images else None,
                           checkpoint=str(checkpoint), segmenter=seg, protocol=protocol, fid_network=fid_network,
-                          on_batch=lambda done: progress.update(task, completed=done))
+                          lpips_network=lpips_network, on_batch=lambda done: progress.update(task, completed=done))
 
     from rich.table import Table
 
@@ -161,6 +210,14 @@ def eval_command(
     console.print(table)
     if report.inception:
         console.print(f"FID and KID: {describe_inception(report.inception)}")
+    if report.diversity:
+        spread = Table(title="Diversity of the samples (±: standard deviation)")
+        rows = diversity_rows(report.diversity)
+        for heading, _ in rows:
+            spread.add_column(heading, justify="right")
+        spread.add_row(*(value for _, value in rows))
+        console.print(spread)
+        console.print(f"Diversity: {describe_diversity(report.diversity)}")
     if report.fcn:
         fcn = Table(title="FCN-score")
         for column in ("", "per-pixel acc.", "per-class acc.", "class IoU"):

@@ -9,6 +9,11 @@ from one confusion matrix over the whole split. The same segmenter on the real p
 With an FID network (`translate_kit.eval.fid`), FID and KID compare the Inception features of all
 generated outputs with those of all targets of the split.
 
+For a multimodal method (`InputSpec.multimodal`), `EvalOptions.diversity_samples` draws that many
+samples per input and measures how far apart they are (`translate_kit.eval.diversity`: BicycleGAN's
+LPIPS protocol and a pixel-space L1), with the per-pixel metrics and the FCN-score of the samples, so
+that diversity can be read against faithfulness.
+
 Everything streams: a batch is read, translated, scored and written before the next is read.
 Each batch goes through the method's own `prepare_batch` (as for sample pages: no jitter, a centre
 crop), so inputs and targets are what the method trains on: for pix2pix the pairs themselves, for
@@ -29,9 +34,11 @@ from torch.utils.data import DataLoader
 
 from translate_kit.data.jitter import from_unit_range, to_unit_range
 from translate_kit.data.loading import PreparedDataset, build_dataset, collate_items
-from translate_kit.errors import DataError, RecipeError
+from translate_kit.errors import DataError, OptionError, RecipeError
+from translate_kit.eval.diversity import Diversity, describe_diversity, summarize_sample_fcn
 from translate_kit.eval.fid import FIDKID
 from translate_kit.eval.labels import encode_palette
+from translate_kit.eval.lpips import LPIPS
 from translate_kit.eval.metrics import ConfusionMatrix, PixelMetrics
 from translate_kit.method import BatchSpec, EvalProtocol, PixelClassifier, test_time
 from translate_kit.pages import save_png
@@ -40,8 +47,11 @@ __all__ = [
     "INCEPTION_KEYS",
     "EvalOptions",
     "EvalReport",
+    "check_multimodal",
+    "describe_diversity",
     "describe_inception",
     "describe_protocol",
+    "diversity_rows",
     "eval_dataset",
     "evaluate",
     "format_value",
@@ -60,6 +70,7 @@ class EvalOptions:
     batch_size: int = 8  # images per batch (1 when the method evaluates images at their stored size)
     limit: int = 0  # evaluate only the first N images; 0: all
     write_images: bool = True  # input/output/target PNGs for the page
+    diversity_samples: int = 0  # samples per input for the diversity figures (multimodal methods); 0: none
 
 
 @dataclass
@@ -75,6 +86,7 @@ class EvalReport:
     fcn: dict[str, Any] = field(default_factory=dict)
     per_image: list[dict[str, Any]] = field(default_factory=list)
     inception: dict[str, Any] = field(default_factory=dict)
+    diversity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +98,7 @@ class EvalReport:
             "pixel": self.pixel,
             "fcn": self.fcn,
             "inception": self.inception,
+            "diversity": self.diversity,
             "per_image": self.per_image,
         }
 
@@ -103,6 +116,17 @@ def eval_dataset(recipe: Any, registry: Any, split: str, *, resize: bool = True)
             "evaluate with a dataset that has splits (aligned, paired)."
         )
     return build_dataset(recipe, registry, split=split, load_size=data.crop_size if resize else 0, cache=False)
+
+
+def check_multimodal(translator: Any, what: str = "--diversity") -> None:
+    """Raise OptionError unless the translator's method is multimodal (draws many outputs per input)."""
+    if not translator.spec.multimodal:
+        raise OptionError(
+            f"{what} measures how far apart a multimodal model's samples for one input are, and this model "
+            f"({type(translator.method).__name__}) is not multimodal: it gives one output per input, so every "
+            "sample would be the same image. Evaluate a multimodal model (one whose input_spec says multimodal, "
+            f"e.g. SPADE with method.use_vae = true) or leave out {what}."
+        )
 
 
 def _per_image_accuracy(pred: torch.Tensor, true: torch.Tensor) -> list[float]:
@@ -124,6 +148,7 @@ def evaluate(
     on_batch: Callable[[int], None] | None = None,
     protocol: EvalProtocol | None = None,
     fid_network: torch.nn.Module | None = None,
+    lpips_network: LPIPS | None = None,
 ) -> EvalReport:
     """Translate `dataset` with `translator` and score it.
 
@@ -139,12 +164,26 @@ def evaluate(
         protocol: how to present and score the images (default: the method's `eval_protocol()`).
         fid_network: a `FIDInception` (`translate_kit.eval.fid.load_fid_inception`) for FID and KID
             between the outputs and the targets; None skips them.
+        lpips_network: with `options.diversity_samples`, an `LPIPS` (`translate_kit.eval.lpips.load_lpips`)
+            for BicycleGAN's diversity figure; None gives the pixel-space figure only.
+
+    With `options.diversity_samples` = N, each input's N samples are drawn with the translator's
+    seed + 0 ... N - 1 (`Translator.translate_samples`); sample 0 is the output scored as usual.
+
+    Raises:
+        OptionError: diversity asked of a method that is not multimodal.
+        DataError: no image to evaluate, or too few for FID, or images too small for SSIM.
     """
     count = len(dataset) if not options.limit else min(options.limit, len(dataset))
     if count == 0:
         raise DataError(f"The {options.split} split holds no image to evaluate.")
     if fid_network is not None and count < 2:
         raise DataError(f"FID and KID need at least 2 images; the {options.split} split gives {count} to evaluate.")
+    if options.diversity_samples:  # 0: off
+        if options.diversity_samples < 2:
+            raise OptionError(f"Diversity needs at least 2 samples per input (one pair), got {options.diversity_samples}; "
+                              "ask for more (--diversity-samples, 20 by default).")
+        check_multimodal(translator)
     protocol = protocol if protocol is not None else translator.method.eval_protocol()
     subset = torch.utils.data.Subset(dataset, range(count))
     batch_size = options.batch_size if protocol.resize else 1  # stored sizes differ
@@ -162,6 +201,11 @@ def evaluate(
         generated = ConfusionMatrix(palette.num_classes, class_names=palette.names)
         real = ConfusionMatrix(palette.num_classes, class_names=palette.names)
     fid_kid = FIDKID(fid_network) if fid_network is not None else None
+    n_samples = options.diversity_samples
+    diversity = Diversity(n_samples, lpips=lpips_network) if n_samples else None
+    sample_pixel = PixelMetrics(color=protocol.color, shave=protocol.shave)
+    if palette is not None and n_samples:  # one FCN-score per sample set: sample s of every input
+        sample_fcn = [ConfusionMatrix(palette.num_classes, class_names=palette.names) for _ in range(n_samples)]
     rows: list[dict[str, Any]] = []
     grey_names: list[str] = []
     done = 0
@@ -169,7 +213,12 @@ def evaluate(
         prepared = translator.method.prepare_batch(batch, spec)  # the method's inputs and targets, uint8 again
         inputs, targets = from_unit_range(prepared["A"]), from_unit_range(prepared["B"])
         # uint8, the inputs' size; first_index keeps paper mode's per-image seeds across batches.
-        outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
+        if diversity is not None:  # per input, its samples; sample 0 is what translate_batch would give
+            drawn = [torch.stack(s) for s in translator.translate_samples(list(inputs), n_samples,
+                                                                          names=batch["name"], first_index=done)]
+            outputs = torch.stack([s[0] for s in drawn])
+        else:
+            outputs = torch.stack(translator.translate_batch(list(inputs), names=batch["name"], first_index=done))
         if min(targets.shape[-2:]) - 2 * protocol.shave < pixel.window_size:
             raise DataError(
                 f"Image {batch['name'][0]} of the {options.split} split is {targets.shape[-1]}x{targets.shape[-2]} "
@@ -193,6 +242,19 @@ def evaluate(
             for i, accuracy in enumerate(_per_image_accuracy(predicted, true)):
                 extra[i]["fcn_pixel_accuracy"] = accuracy
             seg_images = encode_palette(predicted, palette)
+        if diversity is not None:
+            for i, samples in enumerate(drawn):
+                extra[i].update(diversity.update(samples))
+                grey = [bool(batch["grey"][i])] * n_samples if "grey" in batch else None
+                sample_pixel.update(samples.double() / 255, targets[i].expand_as(samples).double() / 255, grey=grey)
+            if segmenter is not None:
+                accuracy = torch.zeros(len(drawn), dtype=torch.float64)
+                for s in range(n_samples):  # sample 0 is the outputs, segmented above
+                    labels = predicted if s == 0 else _segment(segmenter, torch.stack([d[s] for d in drawn]))
+                    sample_fcn[s].update(labels, true)
+                    accuracy += torch.tensor(_per_image_accuracy(labels, true), dtype=torch.float64)
+                for i, value in enumerate((accuracy / n_samples).tolist()):
+                    extra[i]["fcn_pixel_accuracy_samples"] = value
         for i, name in enumerate(batch["name"]):
             row = {"name": name, **metrics[i], **extra[i]}
             if out_dir is not None and options.write_images:
@@ -214,9 +276,14 @@ def evaluate(
     if fid_kid is not None:
         inception = {**fid_kid.compute().to_dict(), "weights": getattr(fid_network, "weights_file", ""),
                      "weights_sha256": getattr(fid_network, "weights_sha256", "")}
+    diversity_figures: dict[str, Any] = {}
+    if diversity is not None:
+        diversity_figures = {**diversity.compute(), "seed": translator.seed, "pixel": sample_pixel.compute()}
+        if segmenter is not None:
+            diversity_figures["fcn"] = summarize_sample_fcn(sample_fcn)
     described = {"resize": protocol.resize, "color": protocol.color, "shave": protocol.shave, "grey": grey_names}
     return EvalReport(checkpoint, options.split, done, translator.mode, pixel.compute(), described, fcn, rows,
-                      inception)
+                      inception, diversity_figures)
 
 
 def _segment(segmenter: Any, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -250,6 +317,26 @@ def describe_inception(inception: Mapping[str, Any]) -> str:
         f"{inception['weights_sha256'][:12] or '-'}); KID over {inception['kid_subsets']} subsets of "
         f"{inception['kid_subset_size']}. FID is biased upwards on small sets: compare at equal image counts."
     )
+
+
+def diversity_rows(diversity: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The diversity figures as (heading, formatted value) pairs, for the console table and the page:
+    LPIPS and L1 between consecutive samples (mean ± standard deviation over inputs), the samples'
+    mean L1, PSNR and SSIM to the target, and with a segmenter the FCN per-pixel accuracy of the
+    sample sets (mean ± standard deviation over sets, and the worst set)."""
+    rows = []
+    if "lpips" in diversity:
+        rows.append((f"LPIPS ({diversity['lpips_net']})",
+                     f"{format_value(diversity['lpips'])} ± {format_value(diversity['lpips_std'])}"))
+    rows.append(("L1 between samples ([-1, 1])", f"{format_value(diversity['l1'])} ± {format_value(diversity['l1_std'])}"))
+    for key, heading in (("l1", "samples' L1 to target ([0, 1])"), ("psnr", "samples' PSNR to target"),
+                         ("ssim", "samples' SSIM to target")):
+        rows.append((heading, format_value(diversity["pixel"][key])))
+    if "fcn" in diversity:
+        fcn = diversity["fcn"]
+        rows.append(("samples' FCN per-pixel acc.", f"{format_value(fcn['pixel_accuracy'])} ± "
+                     f"{format_value(fcn['pixel_accuracy_std'])} (min {format_value(fcn['pixel_accuracy_min'])})"))
+    return rows
 
 
 def format_value(value: Any) -> str:
@@ -288,6 +375,11 @@ def write_eval_page(report: EvalReport, out_dir: Path) -> Path:
         parts.append(f"<h2>FID and KID</h2><p>{html.escape(describe_inception(report.inception))}</p><table><tr>"
                      + "".join(f"<th>{k}</th>" for k in INCEPTION_KEYS) + "</tr><tr>"
                      + "".join(f"<td>{fmt(report.inception[k])}</td>" for k in INCEPTION_KEYS) + "</tr></table>")
+    if report.diversity:
+        parts.append(f"<h2>Diversity of the samples</h2><p>{html.escape(describe_diversity(report.diversity))}</p>"
+                     "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k, _ in diversity_rows(report.diversity))
+                     + "</tr><tr>" + "".join(f"<td>{html.escape(v)}</td>" for _, v in diversity_rows(report.diversity))
+                     + "</tr></table>")
     if report.fcn:
         parts.append("<h2>FCN-score</h2><table><tr><th></th><th>per-pixel acc.</th><th>per-class acc.</th><th>class IoU</th></tr>")
         for row, label in (("generated", "generated photos"), ("ground_truth", "real photos (ceiling)")):

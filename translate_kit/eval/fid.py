@@ -30,7 +30,6 @@ whole protocol and how to read the numbers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -43,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.inception import BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 
-from translate_kit.errors import CheckpointError, DataError, OptionError
+from translate_kit.errors import DataError, OptionError
+from translate_kit.eval.weights import check_tensors, locate_weights, read_state_dict, sha256
 
 __all__ = [
     "FIDInception",
@@ -232,49 +232,18 @@ def fid_weights_path(path: str | os.PathLike[str] | None = None, *, fallback: st
         OptionError: none is set.
         CheckpointError: the file does not exist.
     """
-    for value, source in ((path, "given"), (os.environ.get(FID_WEIGHTS_ENV), f"from {FID_WEIGHTS_ENV}"),
-                          (fallback, "from the recipe's train.eval_fid_weights")):
-        if value:
-            file = Path(value).expanduser()
-            if not file.is_file():
-                raise CheckpointError(f"The FID weights file {file} ({source}) does not exist. {_how_to_get_it()}")
-            return file
-    raise OptionError(f"No FID weights file was given. {_how_to_get_it()}")
+    candidates = ((path, "given"), (os.environ.get(FID_WEIGHTS_ENV), f"from {FID_WEIGHTS_ENV}"),
+                  (fallback, "from the recipe's train.eval_fid_weights"))
+    return locate_weights(candidates, what="FID weights file", how_to_get=_how_to_get_it())
 
 
-def _check_tensors(state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], file: Path) -> None:
+def _check_tensors(state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], file: Path | None) -> None:
     """Raise CheckpointError unless `state` has exactly the expected tensor names and shapes.
     BatchNorm's `num_batches_tracked` counters are left out: files differ in them and eval mode
     never reads them."""
-
-    def shapes(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...] | None]:
-        return {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None
-                for k, v in tensors.items() if not str(k).endswith("num_batches_tracked")}
-
-    want, have = shapes(expected), shapes(state)
-    missing = [k for k in want if k not in have]
-    unexpected = [str(k) for k in have if k not in want]
-    wrong = [f"{k} is {'x'.join(map(str, have[k] or ())) or 'not a tensor'}, expected {'x'.join(map(str, want[k] or ()))}"
-             for k in want if k in have and have[k] != want[k]]
-    if not (missing or unexpected or wrong):
-        return
-    problems = []
-    for items, what in ((missing, "missing"), (unexpected, "unexpected"), (wrong, "of another shape")):
-        if items:
-            problems.append(f"{len(items)} tensors {what} (e.g. {'; '.join(items[:3])})")
-    raise CheckpointError(
-        f"{file} is not the FID Inception weights file: {', '.join(problems)}. It must hold the {len(want)} "
-        f"tensors of torchvision's Inception3(num_classes=1008, aux_logits=False) with pytorch-fid's names. "
-        f"{_how_to_get_it()}"
-    )
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    check_tensors(state, expected, file, what="the FID Inception weights file",
+                  layout="torchvision's Inception3(num_classes=1008, aux_logits=False) with pytorch-fid's names",
+                  how_to_get=_how_to_get_it(), ignore=lambda name: name.endswith("num_batches_tracked"))
 
 
 def load_fid_inception(
@@ -298,20 +267,11 @@ def load_fid_inception(
         CheckpointError: the file is missing, unreadable, or holds other tensors than the network's.
     """
     file = fid_weights_path(path, fallback=fallback)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF) for a file it cannot read
-        # Not torch's message: it suggests weights_only=False, which would run code from the file.
-        raise CheckpointError(
-            f"{file} cannot be read as PyTorch weights ({type(exc).__name__}): it is another kind of file, or a "
-            f"damaged one (an interrupted download?). {_how_to_get_it()}"
-        ) from None
+    state = read_state_dict(file, how_to_get=_how_to_get_it())
     net = FIDInception()
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{file} holds a {type(state).__name__}, not a state dict of tensors. {_how_to_get_it()}")
     _check_tensors(state, net.state_dict(), file)
     net.load_state_dict({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, strict=False)
-    net.weights_file, net.weights_sha256 = file.name, _sha256(file)
+    net.weights_file, net.weights_sha256 = file.name, sha256(file)
     return net.to(device)
 
 
