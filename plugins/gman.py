@@ -18,11 +18,14 @@ constants), so by default the weights are not detached: ``dF/dL_i = w_i (1 + lam
 Two plugins make GMAN out of any method that scores one discriminator with a `gan_mode` loss
 (pix2pix: `[discriminator] name = "gman"`, `gan_mode = "gman"`, no new method):
 
-- the discriminator `gman` holds N members built from a registered logit discriminator (`member`,
-  with `member_options`), each initialised independently, and outputs `ENSEMBLE_LOGITS`
-  (`"ensemble_logits"`): the list of the N members' predictions;
-- the loss `gman` wraps a base adversarial loss (`base`: vanilla, lsgan, hinge, wgangp, with
-  `base_options`) and scores that kind. For D it is the **sum** of the members' losses: the
+- the discriminator `gman` holds N members built from any registered discriminator that outputs
+  logits (`member`, with `member_options`; a third party's as well as `patchgan`), each
+  initialised independently, and outputs `ENSEMBLE_LOGITS` (`"ensemble_logits"`): the list of
+  the N members' predictions;
+- the loss `gman` wraps any registered adversarial loss that scores logits (`base`: vanilla,
+  lsgan, hinge, wgangp or another plugin's, with `base_options`) and scores that kind. The
+  registry hands both factories a `ComponentBuilder` for the name the recipe gives, so this
+  plugin imports no other plugin's factory. For D it is the **sum** of the members' losses: the
   members share no parameter, so the gradient of the sum with respect to D_i's weights is exactly
   the gradient of D_i's own loss, as if each were trained alone (a mean would scale each member's
   gradient by 1/N). For G it is F_lambda above. Its `penalty` is the sum of the base loss's
@@ -39,7 +42,9 @@ a loss cannot add to a method's optimiser groups.
 
 Example:
     >>> import torch
-    >>> d = gman_discriminator(num_d=2, member_options={"ndf": 8})
+    >>> from translate_kit.api import Registry, get_plugin_manager
+    >>> registry = Registry.from_plugin_manager(get_plugin_manager(distributions=["translate-kit"], disabled=[]))
+    >>> d = registry.create("discriminator", "gman", num_d=2, member_options={"ndf": 8})
     >>> logits = d(torch.randn(1, 6, 32, 32))
     >>> len(logits), logits[0].shape
     (2, torch.Size([1, 1, 2, 2]))
@@ -50,20 +55,28 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import torch
 from torch import nn
-from translate_kit_plugins.gan_losses import hinge, lsgan, vanilla, wgangp
-from translate_kit_plugins.patchgan import patchgan, patchgan_16, patchgan_70, patchgan_286, pixelgan
 
-from translate_kit.api import ComponentRef, OptionsOf, SizeConstrained, register_discriminator, register_loss
+from translate_kit.api import (
+    LOGITS,
+    ComponentBuilder,
+    ComponentRef,
+    OptionsOf,
+    SizeConstrained,
+    register_discriminator,
+    register_loss,
+)
 
 __all__ = [
     "ENSEMBLE_LOGITS",
     "GMANDiscriminator",
     "GMANLoss",
+    "LogitDiscriminator",
+    "LogitLoss",
     "gman_discriminator",
     "gman_loss",
     "softmax_weighted_mean",
@@ -71,22 +84,11 @@ __all__ = [
 
 ENSEMBLE_LOGITS = "ensemble_logits"  # the output kind: a list of N members' logit outputs
 
-# Members and base losses are built from these first-party factories: a discriminator or loss
-# factory receives no registry, so it cannot build a third party's component by name (see
-# `gman_discriminator`). Each member outputs logits, which every base loss here scores.
-MEMBERS: Mapping[str, Callable[..., nn.Module]] = {
-    "patchgan": patchgan,
-    "patchgan_16": patchgan_16,
-    "patchgan_70": patchgan_70,
-    "patchgan_286": patchgan_286,
-    "pixelgan": pixelgan,
-}
-BASE_LOSSES: Mapping[str, Callable[..., nn.Module]] = {
-    "vanilla": vanilla,
-    "lsgan": lsgan,
-    "hinge": hinge,
-    "wgangp": wgangp,
-}
+# The options naming what gman is made of. The recipe gives a name, checked at load against the
+# registry (the member must output logits, the base must score them); the factory receives a
+# `ComponentBuilder` that builds the named component with its `*_options`.
+LogitDiscriminator = Annotated[ComponentBuilder, ComponentRef("discriminator", output=LOGITS)]
+LogitLoss = Annotated[ComponentBuilder, ComponentRef("loss", scores=LOGITS)]
 
 Predictions = torch.Tensor | Sequence[torch.Tensor]
 
@@ -160,43 +162,46 @@ def gman_discriminator(
     *,
     in_channels: int = 6,
     num_d: int = 3,
-    member: Annotated[str, ComponentRef("discriminator")] = "patchgan",
+    member: LogitDiscriminator = "patchgan",
     member_options: Annotated[dict[str, Any] | None, OptionsOf("member")] = None,
 ) -> GMANDiscriminator:
     """GMAN's N discriminators, each built by `member` with `member_options` and its own random
     initialisation (they are built one after another from the global generator, so they differ).
 
-    `member` is checked against the registry when the recipe is loaded, and `member_options`
-    against that discriminator's options. It must be one of translate-kit's logit discriminators
-    (patchgan, patchgan_16, patchgan_70, patchgan_286, pixelgan): a discriminator factory gets no
-    registry, so another plugin's discriminator cannot be built here.
+    `member` names any registered discriminator that outputs logits, a third party's included;
+    the recipe check looks it up (with suggestions) and checks `member_options` against its
+    options. The registry passes a `ComponentBuilder` for it, which this factory calls N times.
 
     Args:
-        in_channels: channels of what the members see; the method sets it.
+        in_channels: channels of what the members see; the method sets it, and gman sets it for
+            every member (`member_options` may repeat it only with the same value).
         num_d: N, the number of discriminators (the paper uses 2 and 5).
-        member: the registered discriminator each member is.
-        member_options: that discriminator's options, except `in_channels`.
+        member: the registered discriminator each member is (a name in the recipe).
+        member_options: that discriminator's options; the registry hands them to `member`.
 
     Raises:
-        ValueError: num_d < 1, a member this plugin cannot build, or `in_channels` in member_options.
+        ValueError: num_d < 1, or a member that does not output logits.
+        TypeError: `member` is a name, not a `ComponentBuilder`: build gman through the registry.
 
     Example:
-        >>> d = gman_discriminator(num_d=3)
+        >>> from translate_kit.api import Registry, get_plugin_manager
+        >>> registry = Registry.from_plugin_manager(get_plugin_manager(distributions=["translate-kit"], disabled=[]))
+        >>> d = registry.create("discriminator", "gman", num_d=3)
         >>> sum(p.numel() for p in d.parameters())  # three 70x70 PatchGANs
         8306115
     """
     if num_d < 1:
         raise ValueError(f"Expected num_d >= 1, got {num_d}")
-    factory = MEMBERS.get(member)
-    if factory is None:
-        raise ValueError(
-            f"gman builds its members from {', '.join(MEMBERS)}, got member={member!r}: a discriminator factory "
-            "gets no registry, so gman builds only the logit discriminators it imports; choose one of them"
+    if not isinstance(member, ComponentBuilder):
+        raise TypeError(
+            f"gman_discriminator builds its members through the registry, got member={member!r}: call "
+            "registry.create('discriminator', 'gman', ...) or pass member=registry.builder('discriminator', name)"
         )
-    options = dict(member_options or {})
-    if "in_channels" in options:
-        raise ValueError("member_options sets in_channels, which the method sets for every member; remove it")
-    return GMANDiscriminator([factory(in_channels=in_channels, **options) for _ in range(num_d)])
+    # The recipe check refuses other outputs already; this guards a builder passed from Python.
+    if member.spec.output != LOGITS:
+        raise ValueError(f"gman's members must output {LOGITS}, got discriminator {member.name!r}, which outputs "
+                         f"{member.spec.output}")
+    return GMANDiscriminator([member(in_channels=in_channels) for _ in range(num_d)])
 
 
 # --- the loss ------------------------------------------------------------------------------------
@@ -280,7 +285,7 @@ class GMANLoss(nn.Module):
 @register_loss("gman", scores=(ENSEMBLE_LOGITS,))
 def gman_loss(
     *,
-    base: Annotated[str, ComponentRef("loss")] = "vanilla",
+    base: LogitLoss = "vanilla",
     base_options: Annotated[dict[str, Any] | None, OptionsOf("base")] = None,
     lam: float = 1.0,
     detach_weights: bool = False,
@@ -288,20 +293,25 @@ def gman_loss(
     """GMAN's loss for a `gman` discriminator: members' losses summed for D, softmax-weighted for G.
 
     Args:
-        base: the adversarial loss each member is scored with: vanilla, lsgan, hinge or wgangp.
-        base_options: that loss's options (e.g. `{ gp_weight = 10.0 }` for wgangp).
+        base: the adversarial loss each member is scored with (a name in the recipe): any
+            registered loss that scores logits (vanilla, lsgan, hinge, wgangp, another plugin's).
+        base_options: that loss's options (e.g. `{ gp_weight = 10.0 }` for wgangp); the
+            registry hands them to `base`.
         lam: lambda of the weights softmax(lam * L_i): 0 is GMAN-0 (the mean), 1 is GMAN-1.
         detach_weights: treat the weights as constants in G's gradient (the paper does not).
 
     Raises:
-        ValueError: a base this plugin cannot build, or a negative lam.
+        ValueError: a base that does not score logits, or a negative lam.
+        TypeError: `base` is a name, not a `ComponentBuilder`: build gman through the registry.
     """
-    factory = BASE_LOSSES.get(base)
-    if factory is None:
-        raise ValueError(
-            f"gman's base must be one of {', '.join(BASE_LOSSES)} (adversarial losses that score one logit map), "
-            f"got base={base!r}"
+    if not isinstance(base, ComponentBuilder):
+        raise TypeError(
+            f"gman_loss builds its base loss through the registry, got base={base!r}: call "
+            "registry.create('loss', 'gman', ...) or pass base=registry.builder('loss', name)"
         )
+    # The recipe check refuses other losses already; this guards a builder passed from Python.
+    if LOGITS not in (base.spec.scores or ()):
+        raise ValueError(f"gman's base must be an adversarial loss that scores {LOGITS}, got loss {base.name!r}")
     if lam < 0:
         raise ValueError(f"Expected lam >= 0 (lam -> infinity tends to the harshest discriminator), got {lam}")
-    return GMANLoss(factory(**(base_options or {})), lam=lam, detach_weights=detach_weights)
+    return GMANLoss(base(), lam=lam, detach_weights=detach_weights)

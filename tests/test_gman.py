@@ -1,5 +1,6 @@
 """GMAN (plugins/gman.py): the softmax weighting, the ensemble discriminator, the wrapped loss, the
-pairing errors, and pix2pix's unchanged step with the two."""
+pairing errors, pix2pix's unchanged step with the two, and a third party's discriminator and loss
+as gman's member and base (built by name through the registry)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import math
 import pytest
 import torch
 from conftest import RECIPES
+from torch import nn
 from translate_kit_plugins.gan_losses import gan_loss, gradient_penalty
-from translate_kit_plugins.gman import GMANLoss, softmax_weighted_mean
+from translate_kit_plugins.gman import GMANLoss, gman_discriminator, gman_loss, softmax_weighted_mean
 
 from translate_kit.build import build_method
 from translate_kit.errors import RecipeError, UnknownComponentError
+from translate_kit.hookspecs import hookimpl
 from translate_kit.recipe import load_recipe
+from translate_kit.registry import Registry, register_discriminator, register_loss
+from translate_kit.testing import first_party_plugin_manager
 
 RECIPE = RECIPES / "gman_facades.toml"
 
@@ -131,14 +136,44 @@ def test_wrong_pairings_and_options_are_recipe_errors(registry):
         load_recipe(RECIPE, ["discriminator.member_options={ n_layer = 3 }"], registry=registry)
     with pytest.raises(RecipeError, match="unknown key 'gp_weight' for loss 'vanilla'"):
         load_recipe(RECIPE, ["method.gan_options={ base_options = { gp_weight = 1.0 } }"], registry=registry)
-    with pytest.raises(RecipeError, match="gman's base must be one of vanilla, lsgan, hinge, wgangp"):
+    # Kinds that do not fit are refused at load: the member must output logits, the base score them.
+    with pytest.raises(RecipeError, match=r"\[method\], key 'gan_options' \(options of loss 'gman'\), key 'base': "
+                                          r"loss 'l1' \(plugin 'gan_losses'\) is not an adversarial loss, and this "
+                                          r"option needs one that scores logits. Choose one of: hinge, lsgan, vanilla, "
+                                          r"wgangp."):
+        load_recipe(RECIPE, ['method.gan_options={ base = "l1" }'], registry=registry)
+    with pytest.raises(RecipeError, match=r"\[discriminator\], key 'member': discriminator 'ebgan_autoencoder' "
+                                          r"\(plugin 'ebgan'\) outputs energy_embedding, and this option needs one "
+                                          r"that outputs logits. Choose one of: .*patchgan, patchgan_16"):
+        load_recipe(RECIPE, ['discriminator.member="ebgan_autoencoder"'], registry=registry)
+    with pytest.raises(RecipeError, match="loss 'l1' .* is not an adversarial loss"):
         registry.create("loss", "gman", base="l1")
-    with pytest.raises(RecipeError, match="gman builds its members from patchgan"):
-        registry.create("discriminator", "gman", member="ebgan_autoencoder")
-    with pytest.raises(RecipeError, match="member_options sets in_channels"):
+    # gman sets every member's in_channels; the member's options may only repeat it.
+    with pytest.raises(RecipeError, match=r"key 'member_options' \(options of discriminator 'patchgan'\), key "
+                                          r"'in_channels': discriminator 'patchgan' needs in_channels = 6 here "
+                                          r"\(discriminator 'gman' sets it\), got 3"):
         registry.create("discriminator", "gman", member_options={"in_channels": 3})
+    repeated = registry.create("discriminator", "gman", num_d=1, member_options={"in_channels": 6, "ndf": 2})
+    assert len(repeated.members) == 1 and repeated.members[0].in_channels == 6
     with pytest.raises(RecipeError, match="num_d >= 1"):
         registry.create("discriminator", "gman", num_d=0)
+
+
+def test_factories_called_from_python_need_builders(registry):
+    """Outside a recipe, the factories take builders (`registry.builder`), and check their kinds too."""
+    with pytest.raises(TypeError, match=r"builds its members through the registry, got member='patchgan'"):
+        gman_discriminator(member="patchgan")
+    with pytest.raises(TypeError, match=r"builds its base loss through the registry, got base='vanilla'"):
+        gman_loss(base="vanilla")
+    with pytest.raises(ValueError, match="members must output logits, got discriminator 'ebgan_autoencoder', which "
+                                         "outputs energy_embedding"):
+        gman_discriminator(member=registry.builder("discriminator", "ebgan_autoencoder"))
+    with pytest.raises(ValueError, match="base must be an adversarial loss that scores logits, got loss 'l1'"):
+        gman_loss(base=registry.builder("loss", "l1"))
+    d = gman_discriminator(in_channels=3, num_d=2, member=registry.builder("discriminator", "pixelgan", ndf=2))
+    # Two 1x1 PixelGANs (batch norm): conv 3->2 with bias, conv 2->4 without, BN's 2 x 4, head 4->1 without bias.
+    assert sum(p.numel() for p in d.parameters()) == 2 * ((3 * 2 + 2) + 2 * 4 + 2 * 4 + 4)
+    assert gman_loss(base=registry.builder("loss", "wgangp", gp_weight=3.0)).base.gp_weight == 3.0
 
 
 class RecordingContext:
@@ -185,3 +220,97 @@ def test_pix2pix_step_is_the_gman_objective(registry):
     assert logged["loss_G_GAN"].item() == pytest.approx(gan_term, rel=1e-5)
     assert ctx.losses["G"].item() == pytest.approx(gan_term + 100.0 * (fake_b - real_b).abs().mean().item(), rel=1e-5)
     assert isinstance(method.gan_loss, GMANLoss) and method.gan_loss.lam == 2.0
+
+
+# ------------------------------------------------------------------------------------------------
+# A third party's discriminator and loss as gman's member and base: built by name, never imported.
+
+
+class ToyCritic(nn.Module):
+    """A logit discriminator: 1x1 convolution to `width`, ReLU, 1x1 to one channel, 2x2 average pooling."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 1, 1), nn.AvgPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@register_discriminator("toy_critic", tiny={"width": 2})
+def toy_critic(*, in_channels: int = 6, width: int = 4) -> ToyCritic:
+    """A third party's logit discriminator."""
+    return ToyCritic(in_channels, width)
+
+
+class ToyMarginLoss(nn.Module):
+    """A hinge loss with its own margin m: D pays mean(relu(m - x)) on real, mean(relu(m + x)) on fake;
+    G pays mean(-x)."""
+
+    def __init__(self, margin: float) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+        if not for_discriminator:
+            return -prediction.mean()
+        return torch.relu(self.margin - prediction if target_is_real else self.margin + prediction).mean()
+
+    def penalty(self, discriminator: object, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return real.new_zeros(())
+
+
+@register_loss("toy_margin", scores=("logits",))
+def toy_margin(*, margin: float = 1.0) -> ToyMarginLoss:
+    """A third party's adversarial loss on logits."""
+    return ToyMarginLoss(margin)
+
+
+class ThirdParty:
+    """A plugin, as a third party ships one: its components come from the registration hook."""
+
+    @staticmethod
+    @hookimpl
+    def translate_kit_register_components() -> list[object]:
+        return [toy_critic, toy_margin]
+
+
+@pytest.fixture(scope="module")
+def third_party() -> Registry:
+    return Registry.from_plugin_manager(first_party_plugin_manager(plugins=[ThirdParty()]))
+
+
+TOY = ['discriminator.member="toy_critic"', "discriminator.member_options={ width = 3 }", "discriminator.num_d=2",
+       'method.gan_options={ base = "toy_margin", base_options = { margin = 0.5 }, lam = 0.0 }',
+       "generator.num_downs=5", "generator.ngf=4"]
+
+
+def test_a_third_party_member_and_base(third_party):
+    method = build_method(load_recipe(RECIPE, TOY, registry=third_party), third_party)
+    d, criterion = method.nets["D"], method.gan_loss
+    assert [type(m) for m in d.members] == [ToyCritic, ToyCritic]
+    assert sum(p.numel() for p in d.parameters()) == 2 * (6 * 3 + 3 + 3 * 1 + 1)  # in_channels 6, set by gman
+    assert not torch.equal(d.members[0].body[0].weight, d.members[1].body[0].weight)  # each its own initialisation
+    assert (d.size_multiple, d.min_size) == (1, 0)  # a member that declares no size constraint
+    outputs = d(torch.randn(2, 6, 8, 8))
+    assert [tuple(o.shape) for o in outputs] == [(2, 1, 4, 4)] * 2
+    assert isinstance(criterion.base, ToyMarginLoss) and criterion.base.margin == 0.5 and criterion.lam == 0.0
+    # By hand: constant logits 0.2 and -1.0; margin 0.5; lam 0 (the mean) for G.
+    prediction = [torch.full((2, 1, 4, 4), 0.2), torch.full((2, 1, 4, 4), -1.0)]
+    assert criterion(prediction, True).item() == pytest.approx(0.3 + 1.5)  # D, real: relu(0.5 - c), summed
+    assert criterion(prediction, False).item() == pytest.approx(0.7 + 0.0)  # D, fake: relu(0.5 + c), summed
+    assert criterion(prediction, True, for_discriminator=False).item() == pytest.approx((-0.2 + 1.0) / 2)
+
+
+def test_a_third_party_member_and_base_are_checked_at_load(third_party):
+    with pytest.raises(UnknownComponentError, match="Unknown discriminator 'toy_critc' .*Did you mean 'toy_critic'"):
+        load_recipe(RECIPE, [*TOY, 'discriminator.member="toy_critc"'], registry=third_party)
+    with pytest.raises(RecipeError, match=r"key 'member_options' \(options of discriminator 'toy_critic'\): unknown "
+                                          r"key 'widht' for discriminator 'toy_critic'. Did you mean 'width'?"):
+        load_recipe(RECIPE, [*TOY, "discriminator.member_options={ widht = 3 }"], registry=third_party)
+    with pytest.raises(RecipeError, match=r"key 'base_options' \(options of loss 'toy_margin'\): unknown key 'margn' "
+                                          r"for loss 'toy_margin'. Did you mean 'margin'?"):
+        load_recipe(RECIPE, [*TOY, 'method.gan_options={ base = "toy_margin", base_options = { margn = 1.0 } }'],
+                    registry=third_party)
+    with pytest.raises(RecipeError, match=r"key 'width' of discriminator 'toy_critic': expected int, got 'three'"):
+        load_recipe(RECIPE, [*TOY, 'discriminator.member_options={ width = "three" }'], registry=third_party)

@@ -9,7 +9,8 @@ Groups:
 
 - registration: `register` (any kind), `register_generator`, `register_discriminator`,
   `register_loss`, `register_dataset`, `register_method`, `register_segmenter`, and the option
-  markers `ComponentRef`, `OptionsOf` (with the ready-made `GANLossName`, `LossOptions`);
+  markers `ComponentRef`, `OptionsOf` (with the ready-made `GANLossName`, `LossOptions`), and
+  `ComponentBuilder` (what a factory receives to build the component an option names);
 - hooks: `hookimpl`;
 - the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `EvalProtocol`, `Role`,
   `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `InputSpec`,
@@ -83,6 +84,7 @@ from translate_kit.method import (
 from translate_kit.plugins import get_plugin_manager
 from translate_kit.recipe import Recipe, load_recipe
 from translate_kit.registry import (
+    ComponentBuilder,
     ComponentRef,
     OptionsOf,
     Registry,
@@ -105,6 +107,7 @@ __all__ = [
     "AdversarialLoss",
     "BatchSpec",
     "CheckpointError",
+    "ComponentBuilder",
     "ComponentRef",
     "Configurable",
     "DataError",

@@ -22,9 +22,16 @@ Registration may declare more than a name, so that recipes are checked before an
 - any component may declare `tiny` options: a small instance for contract tests
   (`translate_kit.testing`).
 
-A method option annotated `Annotated[str, ComponentRef("loss")]` names another component, and one
-annotated `Annotated[dict[str, Any] | None, OptionsOf("gan_mode")]` holds that component's options:
-both are checked at recipe load like the table's own keys.
+An option of any component annotated `Annotated[str, ComponentRef("loss")]` names another
+component, and one annotated `Annotated[dict[str, Any] | None, OptionsOf("gan_mode")]` holds that
+component's options: both are checked at recipe load like the table's own keys (the options
+against the named component's signature, recursively). A `ComponentRef` may also say what the
+named component must be: a discriminator that outputs `output`, an adversarial loss that scores
+`scores`. An option annotated `Annotated[ComponentBuilder, ComponentRef(...)]` still takes a name
+in the recipe, but the factory receives a `ComponentBuilder` for it: calling it builds the named
+component with its options, through this registry and its checks. So a discriminator can hold
+members of any registered discriminator, and a loss wrap any registered loss, a third party's
+included, without importing their factories.
 
 Example:
     >>> from translate_kit.registry import Registry, register_generator
@@ -42,6 +49,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_METHOD_TABLES",
     "KINDS",
+    "ComponentBuilder",
     "ComponentRef",
     "ComponentSpec",
     "Option",
@@ -86,14 +95,25 @@ class ComponentRef:
     """Marks an option (`Annotated[str, ComponentRef("loss")]`) whose value names a component of
     `kind`; the recipe check then looks the name up, with suggestions.
 
+    Annotate the option `Annotated[ComponentBuilder, ComponentRef(...)]` instead of `str` to
+    receive a `ComponentBuilder` for the named component (the recipe value is still the name).
+
     Args:
         kind: the kind of the named component.
         adversarial_for: for an adversarial loss, the recipe table of the discriminator it scores:
             the loss must declare `scores`, and the discriminator's `output` must be one of them.
+        output: for a discriminator, the output (`translate_kit.adversarial`) it must declare.
+        scores: for a loss, a discriminator output it must declare it scores (an adversarial loss).
+
+    Example:
+        >>> ComponentRef("discriminator", output="logits")
+        ComponentRef(kind='discriminator', adversarial_for=None, output='logits', scores=None)
     """
 
     kind: str
     adversarial_for: str | None = None
+    output: str | None = None
+    scores: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +122,74 @@ class OptionsOf:
     options of the component another option of the same factory names."""
 
     option: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ComponentBuilder:
+    """What a factory receives for an option annotated `Annotated[ComponentBuilder, ComponentRef(kind)]`:
+    the component the recipe names there, with its options (the factory's `OptionsOf` option),
+    ready to build through the registry.
+
+    Each call builds a new component (fresh weights) with the registry's checks; the factory
+    passes the options it sets itself (a discriminator's `in_channels`), which the recipe's
+    options may repeat only with the same value. A factory never imports another plugin's factory
+    this way, so a third party's component serves as well as a first-party one.
+
+    Attributes:
+        kind: the named component's kind.
+        name: its registry name, as the recipe gives it.
+        registry: the registry that builds it.
+        options: its options from the recipe, already checked.
+        where: where the recipe names it, for messages.
+        by: the component that builds it, for messages ("discriminator 'gman'").
+
+    Example:
+        >>> from translate_kit.registry import Registry, register_generator
+        >>> @register_generator()
+        ... def tiny_block(*, width: int = 8, depth: int = 1):
+        ...     return ("tiny_block", width, depth)
+        >>> registry = Registry()
+        >>> registry.add(tiny_block, plugin="doc")
+        >>> block = registry.builder("generator", "tiny_block", width=4)
+        >>> block(depth=2), block.spec.plugin
+        (('tiny_block', 4, 2), 'doc')
+    """
+
+    kind: str
+    name: str
+    registry: Registry = field(repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    where: str = ""
+    by: str = "the caller"
+
+    @property
+    def spec(self) -> ComponentSpec:
+        """The registration of the named component (its plugin, `output`, `scores`, options)."""
+        return self.registry.get(self.kind, self.name, where=self.where)
+
+    def __call__(self, **fixed: Any) -> Any:
+        """Build the component: `{"name": name, **options}` checked and built by the registry.
+
+        Args:
+            fixed: options the calling factory sets; `options` may repeat them only with the same value.
+
+        Raises:
+            RecipeError: an option does not fit the component (naming `where`).
+            PluginError: an adversarial loss whose factory returned no `AdversarialLoss`.
+        """
+        from translate_kit.adversarial import AdversarialLoss
+
+        built = self.registry.build(
+            self.kind, {"name": self.name, **self.options}, where=self.where, fixed=fixed, fixed_by=self.by
+        )
+        spec = self.spec
+        if spec.scores is not None and not isinstance(built, AdversarialLoss):
+            raise PluginError(
+                f"Loss {spec.name!r} (plugin {spec.plugin!r}) is registered as an adversarial loss (scores=...), but "
+                f"its factory returned a {type(built).__name__} without the AdversarialLoss methods __call__ and "
+                "penalty (translate_kit.adversarial)."
+            )
+        return built
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +215,31 @@ class Option:
         marker = _metadata(self.annotation, OptionsOf)
         return marker.option if marker is not None else None
 
+    @property
+    def builds(self) -> bool:
+        """Whether the factory receives a `ComponentBuilder` (or None) for this option's name."""
+        base = _bare(self.annotation)
+        return base is ComponentBuilder or (
+            typing.get_origin(base) in (typing.Union, types.UnionType) and ComponentBuilder in typing.get_args(base)
+        )
+
+    @property
+    def value_annotation(self) -> Any:
+        """What a recipe value is checked against: a name (`str`, or `str | None`) for a builder option."""
+        if not self.builds:
+            return self.annotation
+        return str | None if type(None) in typing.get_args(_bare(self.annotation)) else str
+
     def describe(self) -> str:
         kind = describe(self.annotation)
         if self.ref is not None:
             kind = f"a {self.ref.kind} name"
         return f"{self.name}: {kind}" + (" (required)" if self.required else f" = {self.default!r}")
+
+
+def _bare(annotation: Any) -> Any:
+    """`annotation` without its `Annotated` metadata."""
+    return annotation.__origin__ if typing.get_origin(annotation) is Annotated else annotation
 
 
 def _metadata(annotation: Any, cls: type) -> Any:
@@ -273,6 +381,22 @@ def _options(factory: Callable[..., Any], registration: Registration, plugin: st
                 f"Option {option.name!r} of {what} holds the options of {options_of!r}, which is not an option "
                 "annotated with ComponentRef."
             )
+        if option.builds and ref is None:
+            raise PluginError(
+                f"Option {option.name!r} of {what} receives a ComponentBuilder but does not say which kind it builds: "
+                f"annotate it `Annotated[ComponentBuilder, ComponentRef('discriminator')]` (or the kind it names)."
+            )
+        if option.builds and not (option.required or option.default is None or isinstance(option.default, str)):
+            raise PluginError(
+                f"Option {option.name!r} of {what} receives a ComponentBuilder; its default must be what a recipe "
+                f"gives, a component name (or None), got {option.default!r}."
+            )
+        if ref is not None and ref.output is not None and ref.kind != "discriminator":
+            raise PluginError(f"Option {option.name!r} of {what} names a {ref.kind}; only a discriminator has an "
+                              f"output (ComponentRef output={ref.output!r}).")
+        if ref is not None and ref.scores is not None and ref.kind != "loss":
+            raise PluginError(f"Option {option.name!r} of {what} names a {ref.kind}; only a loss scores discriminator "
+                              f"outputs (ComponentRef scores={ref.scores!r}).")
         tables = registration.tables if registration.tables is not None else DEFAULT_METHOD_TABLES
         if ref is not None and ref.adversarial_for is not None and ref.adversarial_for not in tables:
             raise PluginError(
@@ -365,8 +489,21 @@ class Registry:
             )
         return spec
 
-    def check(self, kind: str, table: Mapping[str, Any], *, where: str, fixed: Mapping[str, Any] = {}) -> dict[str, Any]:
+    def check(
+        self,
+        kind: str,
+        table: Mapping[str, Any],
+        *,
+        where: str,
+        fixed: Mapping[str, Any] = {},
+        fixed_by: str = "the method",
+        complete: bool = True,
+    ) -> dict[str, Any]:
         """Validate a recipe table `{"name": ..., **kwargs}`; return the kwargs, coerced.
+
+        An option naming a component (`ComponentRef`) is looked up, and the options an `OptionsOf`
+        option holds for it are checked against that component, recursively. The names stay
+        names here; `build` turns those of builder options into `ComponentBuilder`s.
 
         Args:
             kind: the component kind.
@@ -374,6 +511,9 @@ class Registry:
             where: where the table comes from, for messages (e.g. "recipes/x.toml, [generator]").
             fixed: options the caller sets itself (a method fixes its discriminator's in_channels);
                 the table may repeat them only with the same value.
+            fixed_by: who sets `fixed`, for messages.
+            complete: also require every required option; False where the caller adds options
+                later (the options a builder's factory passes when it calls the builder).
         """
         if "name" not in table:
             raise RecipeError(f"{where}: missing key 'name'. Choose one of: {', '.join(self.names(kind))}.")
@@ -386,7 +526,7 @@ class Registry:
         for key, value in fixed.items():
             if key in kwargs and kwargs[key] != value:
                 raise RecipeError(
-                    f"{where}, key {key!r}: {kind} {name!r} needs {key} = {value!r} here (the method sets it), "
+                    f"{where}, key {key!r}: {kind} {name!r} needs {key} = {value!r} here ({fixed_by} sets it), "
                     f"got {kwargs[key]!r}. Remove the key from the recipe."
                 )
             kwargs[key] = value
@@ -399,7 +539,7 @@ class Registry:
                     f"Valid keys: {valid}."
                 )
             try:
-                kwargs[key] = coerce(value, option.annotation)
+                kwargs[key] = coerce(value, option.value_annotation)
             except TypeError as exc:
                 raise RecipeError(f"{where}, key {key!r} of {kind} {name!r}: {exc}.") from None
             ref = option.ref
@@ -411,10 +551,17 @@ class Registry:
                 inner = named.ref
                 assert inner is not None  # checked at registration
                 target = kwargs.get(named.name, named.default)
+                if not isinstance(target, str):
+                    raise RecipeError(
+                        f"{where}, key {option.name!r}: options of a {inner.kind}, but key {named.name!r} names none. "
+                        f"Name one, or remove {option.name!r}."
+                    )
                 inner_where = f"{where}, key {option.name!r} (options of {inner.kind} {target!r})"
-                kwargs[option.name] = self.check(inner.kind, {"name": target, **kwargs[option.name]}, where=inner_where)
+                # A builder's factory passes some options when it calls the builder, which checks the whole.
+                kwargs[option.name] = self.check(inner.kind, {"name": target, **kwargs[option.name]}, where=inner_where,
+                                                 complete=not named.builds)
         missing = [o.name for o in spec.options if o.required and o.name not in kwargs]
-        if missing:
+        if missing and complete:
             raise RecipeError(f"{where}: {kind} {name!r} needs key(s) {', '.join(missing)}; add them to the table.")
         return kwargs
 
@@ -425,6 +572,19 @@ class Registry:
             raise RecipeError(
                 f"{where}: {ref.kind} {value!r} is not an adversarial loss (its registration declares no "
                 f"discriminator outputs it scores). Choose one of: {', '.join(adversarial) or 'none'}."
+            )
+        if ref.output is not None and spec.output != ref.output:
+            fitting = [s.name for s in self.specs(ref.kind) if s.output == ref.output]
+            raise RecipeError(
+                f"{where}: {ref.kind} {value!r} (plugin {spec.plugin!r}) outputs {spec.output}, and this option needs "
+                f"one that outputs {ref.output}. Choose one of: {', '.join(fitting) or 'none'}."
+            )
+        if ref.scores is not None and ref.scores not in (spec.scores or ()):
+            fitting = [s.name for s in self.specs(ref.kind) if ref.scores in (s.scores or ())]
+            scored = f"scores {', '.join(spec.scores)}" if spec.scores else "is not an adversarial loss"
+            raise RecipeError(
+                f"{where}: {ref.kind} {value!r} (plugin {spec.plugin!r}) {scored}, and this option needs one that "
+                f"scores {ref.scores}. Choose one of: {', '.join(fitting) or 'none'}."
             )
 
     def check_method_tables(self, components: Mapping[str, Mapping[str, Any]], where: Callable[[str], str]) -> None:
@@ -476,16 +636,55 @@ class Registry:
         where: str,
         args: tuple[Any, ...] = (),
         fixed: Mapping[str, Any] = {},
+        fixed_by: str = "the method",
     ) -> Any:
-        """Check `table` (see `check`) and call the factory with `*args` and the options."""
-        kwargs = self.check(kind, table, where=where, fixed=fixed)
+        """Check `table` (see `check`) and call the factory with `*args` and the options, the
+        names of builder options (`ComponentBuilder`) resolved into builders."""
+        kwargs = self.check(kind, table, where=where, fixed=fixed, fixed_by=fixed_by)
+        spec = self._specs[kind][table["name"]]
+        kwargs = self._with_builders(spec, kwargs, where=where)
         try:
-            return self._specs[kind][table["name"]].factory(*args, **kwargs)
+            return spec.factory(*args, **kwargs)
         except ValueError as exc:
             # A factory's own range checks ("num_downs must be >= 1") are configuration errors too.
             if isinstance(exc, TranslateKitError):
                 raise
             raise RecipeError(f"{where}: {kind} {table['name']!r} rejected its options: {exc}.") from None
+
+    def _with_builders(self, spec: ComponentSpec, kwargs: dict[str, Any], *, where: str) -> dict[str, Any]:
+        """`kwargs` (checked) with a `ComponentBuilder` for every builder option's name, defaults included."""
+        for option in spec.options:
+            if not option.builds:
+                continue
+            name = kwargs.get(option.name, option.default)
+            if name is None:
+                kwargs[option.name] = None
+                continue
+            ref = option.ref
+            assert ref is not None  # checked at registration
+            if option.name not in kwargs:  # the factory's default must fit as a recipe's name does
+                self._check_ref(ref, name, where=f"{where}, key {option.name!r} (its default)")
+            holder = next((o for o in spec.options if o.options_of == option.name), None)
+            options = kwargs.get(holder.name) if holder is not None else None
+            at = f"{where}, key {(holder or option).name!r}"
+            kwargs[option.name] = ComponentBuilder(
+                ref.kind, name, self, options=dict(options or {}),
+                where=f"{at} (options of {ref.kind} {name!r})" if holder is not None else at,
+                by=f"{spec.kind} {spec.name!r}",
+            )
+        return kwargs
+
+    def builder(self, kind: str, name: str, /, **options: Any) -> ComponentBuilder:
+        """A `ComponentBuilder` for `name` of `kind` with `options`, checked now: for a builder
+        option given from Python (`gman_discriminator(member=registry.builder("discriminator", "patchgan"))`).
+
+        Raises:
+            UnknownComponentError: no such component (with suggestions).
+            RecipeError: an option it does not take, or a value of the wrong type.
+        """
+        where = f"{kind} {name!r}"
+        self.check(kind, {"name": name, **options}, where=where, complete=False)  # the call may add required ones
+        return ComponentBuilder(kind, name, self, options=dict(options), where=where)
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Build a component from Python, with the same checks as a recipe table."""
