@@ -214,7 +214,7 @@ class BenchResult:
     torch_version: str
     precision: str  # the dtype the networks compute in: "float32", or the autocast dtype
     channels_last: bool
-    crop_size: int
+    crop_size: int | tuple[int, int]  # data.crop_size as the recipe gives it: a side, or (height, width)
     parameters: dict[str, int]  # per network in method.nets
     matmul: MatmulRate | None
     train_flops_per_image: float | None
@@ -385,10 +385,13 @@ def max_rss_bytes() -> int:
 
 
 class NoisePairs(Dataset):
-    """`count` pairs of uint8 uniform noise, `size` x `size`: data for timing, not for learning."""
+    """`count` pairs of uint8 uniform noise of `size` (a square's side, or (height, width)): data
+    for timing, not for learning."""
 
-    def __init__(self, count: int, size: int, in_channels: int, out_channels: int, seed: int) -> None:
-        self.count, self.size, self.seed = count, size, seed
+    def __init__(self, count: int, size: int | tuple[int, int], in_channels: int, out_channels: int,
+                 seed: int) -> None:
+        self.count, self.seed = count, seed
+        self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.channels = {"A": in_channels, "B": out_channels}
 
     def __len__(self) -> int:
@@ -397,7 +400,7 @@ class NoisePairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         generator = torch.Generator().manual_seed(self.seed + index)
         item: dict[str, torch.Tensor | str] = {
-            key: torch.randint(0, 256, (c, self.size, self.size), generator=generator, dtype=torch.uint8)
+            key: torch.randint(0, 256, (c, *self.size), generator=generator, dtype=torch.uint8)
             for key, c in self.channels.items()
         }
         item["name"] = f"noise_{index}"
@@ -406,9 +409,10 @@ class NoisePairs(Dataset):
 
 @register("dataset", NOISE_DATASET)
 def noise_pairs(
-    *, count: int = 8, size: int = 256, in_channels: int = 3, out_channels: int = 3, seed: int = 0
+    *, count: int = 8, size: int | tuple[int, int] = 256, in_channels: int = 3, out_channels: int = 3, seed: int = 0
 ) -> NoisePairs:
-    """In-memory uint8 noise pairs, for timing without data on disk (`tkit bench`)."""
+    """In-memory uint8 noise pairs of `size` (an int, or [height, width] as `data.load_size`), for
+    timing without data on disk (`tkit bench`)."""
     return NoisePairs(count, size, in_channels, out_channels, seed)
 
 
@@ -576,7 +580,8 @@ def _probe(spec: Mapping[str, Any]) -> MemoryPeak:
 def _synthesise_data(recipe: Recipe, folder: Path, count: int) -> Recipe:
     """`recipe` reading `count` synthetic facade pairs written to `folder` (the pix2pix A|B layout)."""
     split = str(recipe.data.options.get("split", "train"))
-    write_synth_facades(folder, count=count, size=max(32, recipe.data.load_size), splits=((split, 1.0),),
+    # Square facades at the larger side of load_size; loading resizes them to load_size (H, W).
+    write_synth_facades(folder, count=count, size=max(32, *recipe.data.load_hw), splits=((split, 1.0),),
                         seed=recipe.run.seed)
     options = {**recipe.data.options, "root": str(folder)}
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options=options))
@@ -790,6 +795,11 @@ def parse_sizes(text: str, option: str) -> tuple[int, ...]:
     return sizes
 
 
+def _crop_text(crop: int | tuple[int, int] | list[int]) -> str:
+    """`256`, or `256x512` (height x width) for a [height, width] crop."""
+    return str(crop) if isinstance(crop, int) else "x".join(str(side) for side in crop)
+
+
 def _gib(value: int) -> str:
     return f"{value / 2**30:.2f}"
 
@@ -803,7 +813,7 @@ def render(result: BenchResult, console: Any) -> None:
     rate = f"{matmul.flops_per_s / 1e9:.1f} GFLOP/s ({matmul.size}² {matmul.dtype} torch.mm)" if matmul else "—"
     table = Table(
         title=f"{result.recipe} on {result.device} ({result.threads} thread{'s' * (result.threads != 1)}), "
-        f"{result.precision}, {result.crop_size} px",
+        f"{result.precision}, {_crop_text(result.crop_size)} px",
         caption=f"images/s: median (min–max) over windows. train step: a synthetic batch on the device; "
         f"train+data: the training loop reading the data. % matmul: of {rate}",
     )

@@ -6,7 +6,8 @@ reference encodes every training image, keeps each instance's feature, and runs 
 per class; at test time an instance takes one of its class's centres, so one label map gives
 several outputs and a user can pick the look of each class. This plugin does the same:
 
-1. `extract_features`: the run's training split at `data.crop_size` (no crop, no flip), E's
+1. `extract_features`: the run's training split resized to `data.crop_size` (an int, or
+   [height, width], which `build_dataset` takes as it is; no crop, no flip), E's
    feature of every instance (every class, for data without instance maps) covering more than
    `min_area` of its image (the reference keeps instances over 1/64 of the image);
 2. `kmeans` per class: Lloyd's algorithm from k-means++ seeds, the best of several restarts,

@@ -14,6 +14,14 @@ The dataset `label_maps` reads label maps as they come:
   pixel snaps to the nearest colour; one farther than `max_distance` is an error, or with
   `dont_care` set gets that id;
 
+Index maps stored in another numbering can be remapped as they are read, the way the SPADE
+reference's datasets remap theirs (so that its published weights, imported with `tkit convert`,
+see the ids they were trained on): `label_shift = s` turns stored ids >= s into id - s and sends
+the ids below s to the last class, label_nc - 1 (ADE20K: `label_shift = 1` turns the stored 1..150
+into 0..149 and the unlabelled 0 into 150, the reference's don't-care channel); `unknown_id` (e.g.
+255, which the reference sends to that channel in every dataset) also becomes the last class. A
+`dont_care` id is kept as it is (an all-zero class vector), before any of this.
+
 from two layouts: pix2pix A|B files (`layout = "aligned"`; `direction = "BtoA"`, the default,
 means the label map is the right half, as in facades) and separate folders (`layout = "folders"`:
 `labels/`, `images/` and optionally `instances/` under root/<split>/, matched by file stem).
@@ -33,6 +41,8 @@ A method then builds its input on the device with `label_input` (`one_hot` of th
 `boundary_map` of the instances: `label_channels(label_nc, instances=True)` channels).
 
 Example:
+    >>> remap_ids(torch.tensor([0, 1, 2, 150, 255]), label_nc=151, label_shift=1, unknown_id=255).tolist()
+    [150, 0, 1, 149, 150]
     >>> ids = torch.tensor([[[[0, 1], [2, 255]]]])
     >>> one_hot(ids, 3, dont_care=255)[0, :, 1].tolist()
     [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
@@ -67,6 +77,7 @@ __all__ = [
     "label_maps",
     "labels_from_image",
     "one_hot",
+    "remap_ids",
 ]
 
 Direction = Literal["AtoB", "BtoA"]
@@ -221,6 +232,45 @@ def _id_map(labels: torch.Tensor, what: str) -> torch.Tensor:
     return labels.to(torch.int64)
 
 
+def remap_ids(
+    stored: torch.Tensor, *, label_nc: int, label_shift: int = 0, unknown_id: int | None = None,
+    dont_care: int | None = None,
+) -> torch.Tensor:
+    """Stored class ids in the numbering a model was trained on (the `label_maps` options of the
+    same names; the SPADE reference's remapping).
+
+    In order: `dont_care` stays as it is; ids below `label_shift`, and `unknown_id`, become the
+    last class `label_nc - 1`; every other id becomes id - `label_shift`. Whether the results are
+    classes is not checked here (the dataset checks the stored ids and names the bad ones).
+
+    Args:
+        stored: integer ids as stored, any shape.
+        label_nc: the number of classes after remapping.
+        label_shift: stored ids below it are unlabelled; the others move down by it.
+        unknown_id: a stored id that also becomes the last class, or None.
+        dont_care: a stored id kept as it is, or None.
+
+    Returns:
+        int64 ids of `stored`'s shape.
+
+    Example:
+        >>> remap_ids(torch.tensor([0, 3, 255]), label_nc=4, unknown_id=255).tolist()  # 255 -> the last class
+        [0, 3, 3]
+        >>> remap_ids(torch.tensor([0, 1, 255]), label_nc=3, label_shift=1, dont_care=255).tolist()
+        [2, 0, 255]
+    """
+    ids = stored.to(torch.int64)
+    out = ids - label_shift
+    last = ids < label_shift
+    if unknown_id is not None:
+        last |= ids == unknown_id
+    out[last] = label_nc - 1
+    if dont_care is not None:
+        keep = ids == dont_care
+        out[keep] = ids[keep]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading files
 
@@ -282,6 +332,7 @@ class LabelMapDataset(Dataset):
         palette: the colours of a colour map (`labels = "palette"`).
         max_distance: colour maps: the largest RGB distance to a palette colour that still counts.
         skipped: `(file, reason)` of items left out when the list was made (no partner).
+        label_shift, unknown_id: index maps: how stored ids are remapped (`remap_ids`).
     """
 
     def __init__(
@@ -296,7 +347,10 @@ class LabelMapDataset(Dataset):
         palette: Palette | None,
         max_distance: float,
         skipped: list[tuple[str, str]] | None = None,
+        label_shift: int = 0,
+        unknown_id: int | None = None,
     ) -> None:
+        self.label_shift, self.unknown_id = label_shift, unknown_id
         self.items = files
         self.files = [label for label, _, _ in files]  # what the core names in skip reports
         self.layout, self.direction, self.labels = layout, direction, labels
@@ -352,26 +406,38 @@ class LabelMapDataset(Dataset):
         return instances.to(torch.int32)  # 8- or 16-bit PNG values, exact
 
     def _check_ids(self, ids: torch.Tensor, where: str, offset: int) -> torch.Tensor:
-        bad = ids >= self.label_nc
+        """Stored ids, checked, then remapped (`label_shift`, `unknown_id`)."""
+        shift, unknown = self.label_shift, self.unknown_id
+        bad = ids >= self.label_nc + shift  # ids below the shift become the last class
         if self.dont_care is not None:
             bad &= ids != self.dont_care
+        if unknown is not None:
+            bad &= ids != unknown
         if bool(bad.any()):
             x, y = _first(bad)
             value = int(ids[y, x])
             others = torch.unique(ids[bad]).tolist()
             shown = ", ".join(map(str, others[:8])) + (", ..." if len(others) > 8 else "")
             allowed = f"0..{self.label_nc - 1}"
+            setting = f"data.label_nc = {self.label_nc}"
+            if shift:
+                allowed = f"{shift}..{self.label_nc - 1 + shift} (shifted down by {shift}) and ids below {shift}"
+                setting += f" with data.label_shift = {shift}"
+            if unknown is not None:
+                allowed += f", the unknown id {unknown}"
             if self.dont_care is not None:
                 allowed += f" and the don't-care id {self.dont_care}"
             hint = ""
-            if value <= 255 and self.dont_care is None:
-                hint = f"set data.dont_care = {value} if it marks unlabelled pixels, "
+            if value <= 255 and self.dont_care is None and unknown is None:
+                hint = f"set data.dont_care = {value} (or data.unknown_id) if it marks unlabelled pixels, "
             raise DataError(
-                f"Label map {where} has id {value} at pixel (x={x + offset}, y={y}), but data.label_nc = "
-                f"{self.label_nc} allows {allowed}; {int(bad.sum()):,} pixel(s) hold ids outside it ({shown}). "
-                f"Set data.label_nc to the number of classes (more than the largest id), {hint}or fix the file; "
-                f"{_SKIP_HINT}."
+                f"Label map {where} has id {value} at pixel (x={x + offset}, y={y}), but {setting} allows stored "
+                f"ids {allowed}; {int(bad.sum()):,} pixel(s) hold ids outside it ({shown}). Set data.label_nc to the "
+                f"number of classes (more than the largest id after the shift), {hint}or fix the file; {_SKIP_HINT}."
             )
+        if shift or unknown is not None:
+            ids = remap_ids(ids, label_nc=self.label_nc, label_shift=shift, unknown_id=unknown,
+                            dont_care=self.dont_care)
         return ids.to(torch.uint8).unsqueeze(0)
 
     def _decode_palette(self, raw: torch.Tensor, where: str, offset: int) -> torch.Tensor:
@@ -447,6 +513,8 @@ def label_maps(
     label_nc: int = 0,
     dont_care: int = -1,
     max_distance: float = math.inf,
+    label_shift: int = 0,
+    unknown_id: int = -1,
     labels_dir: str = "labels",
     images_dir: str = "images",
     instances_dir: str = "",
@@ -469,6 +537,13 @@ def label_maps(
             colour maps, the id of pixels farther than `max_distance` from every colour. -1: none.
         max_distance: colour maps: a pixel farther (RGB distance) from every palette colour is an
             error (or `dont_care`); inf: every pixel takes its nearest colour.
+        label_shift: index maps: stored ids >= label_shift become id - label_shift, and the ids
+            below it (unlabelled) the last class, label_nc - 1: the SPADE reference's ADE20K
+            numbering (label_shift 1: stored 0 -> 150, 1..150 -> 0..149, with label_nc 151). 0:
+            ids as stored.
+        unknown_id: index maps: a stored id that also becomes the last class label_nc - 1, as the
+            SPADE reference sends 255 to its don't-care channel (COCO-Stuff); -1: none. Unlike
+            `dont_care` (all-zero class vectors) this pixel gets a class channel of its own.
         labels_dir, images_dir, instances_dir: the folders of the "folders" layout;
             instances_dir "" reads no instance maps.
         on_error: set from data.on_error: "skip" leaves out files without a partner.
@@ -486,8 +561,24 @@ def label_maps(
                          "leave label_nc out to take the palette's")
     if not 1 <= label_nc <= 256:
         raise ValueError(f"label_nc must be in 1..256 (ids are stored as uint8), got {label_nc}")
-    if dont_care != -1 and not label_nc <= dont_care <= 255:
-        raise ValueError(f"dont_care must be -1 (none) or an id in {label_nc}..255 (not a class), got {dont_care}")
+    if isinstance(label_shift, bool) or not 0 <= label_shift <= 255:
+        raise ValueError(f"label_shift must be in 0..255 (stored ids are 8-bit; 0: ids as stored), got {label_shift!r}")
+    if (label_shift or unknown_id != -1) and labels != "index":
+        raise ValueError(f'label_shift and unknown_id remap the stored ids of index maps (labels = "index"); colour '
+                         f"maps decode to the palette's ids, so leave them out for labels = {labels!r}")
+    if label_shift and label_nc < 2:
+        raise ValueError(f"label_shift = {label_shift} needs label_nc >= 2 (the classes, and the last class that ids "
+                         f"below the shift become), got label_nc = {label_nc}")
+    first_free = label_nc + label_shift  # the first stored id that is no class
+    if dont_care != -1 and not first_free <= dont_care <= 255:
+        raise ValueError(f"dont_care must be -1 (none) or a stored id in {first_free}..255 (not a class"
+                         f"{' after label_shift' if label_shift else ''}), got {dont_care}")
+    if unknown_id != -1 and not first_free - 1 <= unknown_id <= 255:
+        raise ValueError(f"unknown_id must be -1 (none) or a stored id in {first_free - 1}..255 (not a class but the "
+                         f"last, label_nc - 1{' after label_shift' if label_shift else ''}), got {unknown_id}")
+    if unknown_id != -1 and unknown_id == dont_care:
+        raise ValueError(f"unknown_id and dont_care are both {unknown_id}: the id becomes the last class (unknown_id) "
+                         "or an all-zero class vector (dont_care), not both; drop one")
     if not max_distance >= 0:
         raise ValueError(f"max_distance must be >= 0 (inf: no limit), got {max_distance}")
     base = Path(root) / split if split else Path(root)
@@ -510,4 +601,6 @@ def label_maps(
         palette=palette,
         max_distance=max_distance,
         skipped=skipped,
+        label_shift=label_shift,
+        unknown_id=None if unknown_id == -1 else unknown_id,
     )

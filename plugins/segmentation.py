@@ -12,7 +12,8 @@ The data are ordinary paired images whose target is a label map, in one of two f
 one), so the run's sample page shows photo | predicted labels | true labels.
 
 Keep `data.load_size` equal to `data.crop_size` in a segmentation recipe: resizing a label map
-blends colours (or indices) at every edge.
+blends colours (or indices) at every edge. Either may be one integer (square) or [height, width]:
+the default `prepare_batch` crops (height, width) windows, and evaluation resizes to that size.
 """
 
 from __future__ import annotations

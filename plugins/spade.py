@@ -97,6 +97,7 @@ from translate_kit.api import (
     PairedJitter,
     Palette,
     Parts,
+    RecipeError,
     StepContext,
     TrainingError,
     encode_palette,
@@ -658,7 +659,10 @@ def spade_generator(
         num_upsampling_layers: "normal" (5 x2 up-samplings: H, W multiples of 32), "more" (6, the
             reference's Cityscapes setting) or "most" (7, and a block up_4).
         crop_size: training image width; fixes the starting map of VAE mode.
-        aspect_ratio: training width / height (Cityscapes 2).
+        aspect_ratio: training width / height (Cityscapes 2). With `data.crop_size = [height,
+            width]` these are `width` and `width / height` (Cityscapes: [256, 512] -> 512, 2); in
+            VAE mode the SPADE method refuses a training crop of another size, without VAE the
+            generator takes any multiple of 2^num_up and the two only document the setting.
         use_vae: start from a latent code z (with an image encoder) instead of the label map.
         z_dim: latent size (256).
         norm: SPADE's parameter-free norm: "syncbatch" (the reference's; batch norm synchronised
@@ -809,11 +813,31 @@ class SPADEMethod(Method):
         label_keys = ("A", "instances") if "instances" in batch else ("A",)  # without instance maps: classes
         key = (spec.crop_size, spec.flip, label_keys)
         if self._jitter is None or self._jitter[0] != key:
+            if spec.crop_size is not None:
+                self._check_crop(spec.crop_hw)
             self._jitter = (key, PairedJitter(spec.crop_size, spec.flip, keys=("B",), label_keys=label_keys))
         out = self._jitter[1].prepare(batch, spec)
         out["labels"] = out["A"]
         out["A"] = self._label_image(out["A"])
         return out
+
+    def _check_crop(self, crop: tuple[int, int]) -> None:
+        """In VAE mode the generator's linear ``fc`` makes a starting map of one size only, which
+        [generator] crop_size and aspect_ratio fix (the reference's sw = crop_size / 2^num_up,
+        sh = sw / aspect_ratio): the training crop must be exactly the generator's image size.
+        Without VAE the generator takes any multiple of 2^num_up, so the two need not agree."""
+        generator = unwrap(self.nets["G"])
+        size = tuple(getattr(generator, "image_size", crop))
+        if self.use_vae and size != tuple(crop):
+            height, width = crop
+            num_up = getattr(generator, "num_up", 0)
+            raise RecipeError(
+                f"[data] crop_size [{height}, {width}] (height, width) differs from the {size[0]}x{size[1]} images the "
+                f"VAE-mode SPADE generator makes ([generator] crop_size is the width and aspect_ratio the width / "
+                f"height: width {size[1]}, height round({size[1]} / 2^{num_up} / aspect_ratio) x 2^{num_up} = "
+                f"{size[0]}). Set [generator] crop_size = {width} and aspect_ratio = {width / height:g}, or make "
+                f"data.crop_size [{size[0]}, {size[1]}]."
+            )
 
     def _label_image(self, labels: torch.Tensor) -> torch.Tensor:
         if self.palette is None:

@@ -46,6 +46,15 @@ ADE20K       151          150 + 1 + 0                         normal            
 COCO-Stuff   184          182 + 1 + 1                         normal                 256, 1
 ===========  ===========  ==================================  =====================  ===========
 
+**The label maps.** The reference renumbers ids as it reads them: 255 (unknown) goes to the
+don't-care channel, the last, in every dataset; its ADE20K dataset then subtracts 1, so the stored
+unlabelled 0 goes last and 1..150 become 0..149. Here that channel is one more class (``label_nc``
+classes + 1) and the written recipe's ``label_maps`` data renumber the same way: ``label_shift = 1``
+for ADE20K (the options file's ``dataset_mode``, or the published setting), ``unknown_id = 255``
+for the others with a don't-care class (COCO-Stuff). The weights cannot say how a user's files
+are stored: this assumes the reference's own (ADEChallengeData2016's annotations), and the
+command's notes say so.
+
 Example:
     >>> from translate_kit_plugins.spade import spade_generator
     >>> state = spade_generator(in_channels=5, ngf=2, spade_hidden=8).state_dict()
@@ -117,6 +126,8 @@ class PublishedSetting:
         num_upsampling_layers: "normal", "more" or "most".
         crop_size: image width.
         aspect_ratio: width / height.
+        dataset_mode: the reference's name of its dataset (``--dataset_mode``), which decides how
+            its label maps are renumbered as they are read.
     """
 
     name: str
@@ -126,6 +137,7 @@ class PublishedSetting:
     num_upsampling_layers: str
     crop_size: int
     aspect_ratio: float
+    dataset_mode: str = ""
 
     @property
     def semantic_nc(self) -> int:
@@ -134,9 +146,9 @@ class PublishedSetting:
 
 # The reference's data/cityscapes_dataset.py, ade20k_dataset.py and coco_dataset.py defaults.
 PUBLISHED = (
-    PublishedSetting("Cityscapes", 35, False, True, "more", 512, 2.0),
-    PublishedSetting("ADE20K", 150, True, False, "normal", 256, 1.0),
-    PublishedSetting("COCO-Stuff", 182, True, True, "normal", 256, 1.0),
+    PublishedSetting("Cityscapes", 35, False, True, "more", 512, 2.0, "cityscapes"),
+    PublishedSetting("ADE20K", 150, True, False, "normal", 256, 1.0, "ade20k"),
+    PublishedSetting("COCO-Stuff", 182, True, True, "normal", 256, 1.0, "coco"),
 )
 
 
@@ -163,6 +175,7 @@ class DetectedSPADE:
         aspect_ratio: training width / height.
         setting: where num_upsampling_layers, crop_size and aspect_ratio came from, in words.
         split: how semantic_nc splits, (label_nc, don't-care, instance), when known.
+        dataset_mode: the reference's dataset (options file, or the published setting), "" when unknown.
     """
 
     source: Path
@@ -180,6 +193,7 @@ class DetectedSPADE:
     aspect_ratio: float
     setting: str = ""
     split: tuple[int, bool, bool] | None = None
+    dataset_mode: str = ""
 
     def options(self) -> dict[str, Any]:
         """The options of the ``spade_generator`` factory that builds this network."""
@@ -199,6 +213,14 @@ class DetectedSPADE:
         """sh·sw, the cells of the starting map at the training crop (what a VAE-mode fc makes per channel)."""
         sw = self.crop_size // 2 ** up_samplings(self.num_upsampling_layers)
         return sw * round(sw / self.aspect_ratio)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the training images: the starting map sh x sw times 2^num_up (the
+        reference's "fixed" resize: width crop_size, height crop_size / aspect_ratio)."""
+        up = 2 ** up_samplings(self.num_upsampling_layers)
+        sw = self.crop_size // up
+        return round(sw / self.aspect_ratio) * up, sw * up
 
     def build(self) -> SPADEGenerator:
         """The translate-kit network for these weights (on the current default device)."""
@@ -345,6 +367,35 @@ def _setting(
     return num_up, crop, aspect, "assumed", None, notes
 
 
+def _dataset_mode(semantic_nc: int, most: bool, options: Mapping[str, str]) -> str:
+    """The reference's dataset: the options file's ``dataset_mode``, or the published model's (as `_setting`)."""
+    if options:
+        return options.get("dataset_mode", "").strip()
+    published = _published(semantic_nc)
+    return published.dataset_mode if published is not None and not most else ""
+
+
+def _label_numbering(detected: DetectedSPADE) -> tuple[dict[str, int], str | None]:
+    """The [data] options that renumber stored index maps as the reference's dataset did, and a note.
+
+    The weights cannot tell how label maps are stored; this assumes the reference's own files:
+    ADEChallengeData2016's annotations (0 unlabelled, 1..150), which its ADE20K dataset shifts
+    down by one, the unlabelled 0 going to the last channel; and, with a don't-care channel, 255
+    for unlabelled pixels, which every other reference dataset sends to that channel.
+    """
+    label_nc, dontcare, _ = detected.split or (detected.semantic_nc, False, False)
+    if detected.dataset_mode == "ade20k":
+        return {"label_shift": 1}, (
+            "The label maps are taken as ADEChallengeData2016 stores them (0 unlabelled, 1..150): data.label_shift = "
+            f"1 turns 1..150 into 0..149 and 0 into {label_nc}, the don't-care channel, as the reference's ADE20K "
+            "dataset does. Maps already numbered 0..149 with 150 unlabelled need label_shift removed.")
+    if dontcare:
+        return {"unknown_id": 255}, (
+            f"Stored id 255 (unlabelled) becomes the don't-care channel {label_nc} (data.unknown_id = 255), as the "
+            "reference's datasets do.")
+    return {}, None
+
+
 def _detect(
     state: Mapping[str, torch.Tensor], source: Path, options: Mapping[str, str]
 ) -> tuple[DetectedSPADE, list[str]]:
@@ -385,6 +436,7 @@ def _detect(
         spade_kernel=spade_kernel, spade_hidden=spade_hidden,
         out_channels=int(_weight(state, "conv_img", 4, source).shape[0]),
         crop_size=crop, aspect_ratio=aspect, setting=setting, split=split,
+        dataset_mode=_dataset_mode(semantic_nc, most, options),
     )
     if use_vae and vae_cells != detected.latent_cells:
         raise CheckpointError(
@@ -454,8 +506,10 @@ def read_spade_generator(
 def spade_recipe(detected: DetectedSPADE, *, data_root: str, run_name: str) -> dict[str, Any]:
     """The recipe tables of a converted SPADE generator: issue 14's ``spade`` method and label-map data.
 
-    The [generator] table is the network read from the file; [data] takes the training crop (square:
-    the data pipeline's crops are; the generator itself takes any multiple of 2^num_up).
+    The [generator] table is the network read from the file; [data] takes the training images'
+    size, [height, width] where it is not square (Cityscapes: [256, 512]; the generator itself
+    takes any multiple of 2^num_up), and renumbers stored ids as the reference's dataset did
+    (ADE20K: ``label_shift = 1``; with a don't-care class: ``unknown_id = 255``).
     """
     # The reference's don't-care class has a channel of its own, the last class (id label_nc): here
     # it is one more class, so index maps must give unlabelled pixels that id, as the reference's
@@ -463,12 +517,14 @@ def spade_recipe(detected: DetectedSPADE, *, data_root: str, run_name: str) -> d
     label_nc, dontcare, instance = detected.split or (detected.semantic_nc, False, False)
     classes = label_nc + int(dontcare)
     method: dict[str, Any] = {"name": _METHOD, "label_nc": classes, "instances": instance, "use_vae": detected.use_vae}
+    height, width = detected.image_size
+    size: int | list[int] = width if height == width else [height, width]
+    numbering, _ = _label_numbering(detected)
     recipe = {
         "run": {"name": run_name, "seed": 0},
-        "data": {"dataset": _DATASET, "root": data_root, "load_size": detected.crop_size,
-                 "crop_size": detected.crop_size, "flip": False, "layout": "folders", "labels": "index",
-                 "label_nc": classes, "in_channels": 1, "out_channels": detected.out_channels,
-                 **({"instances_dir": "instances"} if instance else {})},
+        "data": {"dataset": _DATASET, "root": data_root, "load_size": size, "crop_size": size, "flip": False,
+                 "layout": "folders", "labels": "index", "label_nc": classes, **numbering, "in_channels": 1,
+                 "out_channels": detected.out_channels, **({"instances_dir": "instances"} if instance else {})},
         "method": method,
         "generator": detected.table(),
         # The reference's discriminator, so a converted model can also be trained further.
@@ -503,6 +559,9 @@ class SPADEFormat:
             extra = ", a don't-care class" if dontcare else ""
             extra += ", an instance-boundary channel" if instance else ""
             notes.append(f"The label map: {label_nc} classes{extra} (semantic_nc {detected.semantic_nc}).")
+        numbering_note = _label_numbering(detected)[1]
+        if numbering_note is not None:
+            notes.append(numbering_note)
         if detected.use_vae:
             notes.append("VAE mode: the generator draws z from N(0, I) unless given one; the reference's image encoder "
                          "(latest_net_E.pth) is not converted.")

@@ -13,9 +13,10 @@
   `theta = (1 - alpha) * theta_A + alpha * theta_B`, written as a checkpoint.
 
 The data are high-resolution images (`B`), optionally with their low-resolution partners (`A`).
-`prepare_batch` crops aligned patches (`data.crop_size` high-resolution pixels), flips and rotates
-them, and makes the low-resolution input on the device when the data have none: MATLAB-bicubic
-downscaling (`sr_data.imresize`), or the recipe's `[degradation]` pipeline while training.
+`prepare_batch` crops aligned square patches (`data.crop_size` high-resolution pixels, one integer:
+a [height, width] crop is refused), flips and rotates them, and makes the low-resolution input on
+the device when the data have none: MATLAB-bicubic downscaling (`sr_data.imresize`), or the
+recipe's `[degradation]` pipeline while training.
 Evaluation takes whole images at their stored size and scores the luma with `scale` pixels
 shaved at each border, the literature's ×4 protocol (`eval_protocol`).
 """
@@ -257,8 +258,14 @@ def _crop_pair(
             "kept at their stored size (data.load_size = 0)."
         )
     top, left, p = 0, 0, None
-    if spec.crop_size is not None:
-        p = spec.crop_size
+    if spec.crop_hw is not None:
+        p, width = spec.crop_hw
+        if p != width:  # flips and transposes of square patches are the published augmentation
+            raise RecipeError(
+                f"data.crop_size [{p}, {width}] is not square, but super-resolution trains on square patches "
+                "(random flips and 90-degree rotations, as ESRGAN and Real-ESRGAN do); set data.crop_size to one "
+                "integer, the patch side in high-resolution pixels."
+            )
         if min(h, w) < p:
             raise RecipeError(
                 f"An image of {h}x{w} pixels is smaller than data.crop_size {p}; lower the crop size or leave out "

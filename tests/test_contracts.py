@@ -64,6 +64,11 @@ def stand_ins(path) -> tuple[str, list[str]]:
         overrides.append('data.split="train"')
     if data.get("dataset") == "label_maps" and data.get("layout") == "folders":
         fixture = "tiny_label_folders"
+    if data.get("dataset") == "domain_folders":
+        fixture = "tiny_domain_folders"
+    if data.get("dataset") == "celeba_attributes":
+        fixture = "tiny_celeba_attributes"
+        overrides += ["data.test_images=2", "data.num_workers=0"]  # six rows: four for training; no worker processes
     if method.get("init_from"):
         overrides.append('method.init_from=""')
     for key, options in method.items():
@@ -75,20 +80,58 @@ def stand_ins(path) -> tuple[str, list[str]]:
 
 @pytest.fixture(scope="session")
 def tiny_label_folders(tmp_path_factory):
-    """root/train/{labels,images}: four 40-pixel index maps (ids below 12, so any label_nc from 12 up
-    takes them) with their photos, as label_maps' folders layout reads them."""
+    """root/train/{labels,images,instances}: four 40-pixel index maps (ids below 12, so any label_nc
+    from 12 up takes them) with their photos and 8-bit instance maps (one instance per class), as
+    label_maps' folders layout reads them; recipes without `instances_dir` ignore the instances."""
     from torchvision.io import write_png
 
     from translate_kit.data.synth import render_facade
     from translate_kit.eval.labels import FACADES, decode_palette
 
     root = tmp_path_factory.mktemp("tiny_label_folders")
-    for folder in ("labels", "images"):
+    for folder in ("labels", "images", "instances"):
         (root / "train" / folder).mkdir(parents=True)
     for i in range(4):
         photo, colours = render_facade(i, 40)
-        write_png(decode_palette(colours, FACADES).to(torch.uint8)[None], str(root / "train" / "labels" / f"{i}.png"))
+        ids = decode_palette(colours, FACADES).to(torch.uint8)[None]
+        write_png(ids, str(root / "train" / "labels" / f"{i}.png"))
         write_png(photo, str(root / "train" / "images" / f"{i}.png"))
+        write_png(ids * 16 + 1, str(root / "train" / "instances" / f"{i}.png"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_domain_folders(tmp_path_factory):
+    """root/train/{photo,labels,edges}: two 36-pixel images per domain, the multi-domain recipes' folders."""
+    from torchvision.io import write_png
+
+    root = tmp_path_factory.mktemp("tiny_domain_folders")
+    generator = torch.Generator().manual_seed(0)
+    for domain in ("photo", "labels", "edges"):
+        (root / "train" / domain).mkdir(parents=True)
+        for i in range(2):
+            write_png(torch.randint(0, 256, (3, 36, 36), dtype=torch.uint8, generator=generator),
+                      str(root / "train" / domain / f"{i}.png"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_celeba_attributes(tmp_path_factory):
+    """root/list_attr_celeba.txt and root/images/: six 178x218 faces (random pixels) with seven attributes,
+    the paper's five among them, as celeba_attributes reads CelebA."""
+    from torchvision.io import write_png
+
+    root = tmp_path_factory.mktemp("tiny_celeba_attributes")
+    (root / "images").mkdir()
+    names = ["Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Smiling", "Young"]
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(6):
+        write_png(torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8, generator=generator),
+                  str(root / "images" / f"{i:06d}.png"))
+        values = [1 if (i + k) % 3 == 0 else -1 for k in range(len(names))]
+        rows.append(f"{i:06d}.png " + " ".join(f"{v:2d}" for v in values))
+    (root / "list_attr_celeba.txt").write_text("\n".join([str(len(rows)), " ".join(names), *rows]) + "\n")
     return root
 
 

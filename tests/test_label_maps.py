@@ -18,6 +18,7 @@ from translate_kit_plugins.label_maps import (
     label_input,
     labels_from_image,
     one_hot,
+    remap_ids,
 )
 
 from translate_kit.data.jitter import PairedJitter
@@ -387,3 +388,67 @@ def test_the_recipe_passes_its_palette_and_on_error_to_the_dataset(registry, tin
         skipping.warm(threads=1)
     with pytest.raises(RecipeError, match="needs data.palette"):
         build_dataset(load_recipe(path, ['data.palette=""'], registry=registry), registry)
+
+
+# ------------------------------------------------------------------------------------------------
+# label_shift and unknown_id: the SPADE reference's renumbering
+
+
+def reference_ade20k(stored: np.ndarray, label_nc: int) -> np.ndarray:
+    """The reference's order, written out: 255 -> label_nc, then (ADE20K) minus 1, -1 -> label_nc."""
+    label = stored.astype(np.int64)
+    label[label == 255] = label_nc
+    label = label - 1
+    label[label == -1] = label_nc
+    return label
+
+
+def test_label_shift_renumbers_ade20k_ids_exactly(registry, tmp_path):
+    stored = id_map(0, [0, 1, 2, 75, 150], size=32).astype(np.uint8)
+    save(tmp_path / "labels" / "a.png", stored)
+    save(tmp_path / "images" / "a.png", photo(0, 32))
+    data = label_maps(registry, tmp_path, split="", layout="folders", labels="index", label_nc=151, label_shift=1)
+    ids = data[0]["A"][0]
+    assert ids.dtype == torch.uint8
+    # Stored 0 (unlabelled) -> 150, the last class; 1..150 -> 0..149: the reference's ADE20K numbering.
+    assert torch.equal(ids, torch.from_numpy(reference_ade20k(stored, 150)).to(torch.uint8))
+    assert set(ids.unique().tolist()) <= {150, 0, 1, 74, 149} and (ids == 150).any() and (ids == 149).any()
+    assert remap_ids(torch.tensor([0, 1, 2, 3]), label_nc=4, label_shift=2).tolist() == [3, 3, 0, 1]
+
+
+def test_255_is_an_error_the_last_class_or_a_dont_care_as_declared(registry, tmp_path):
+    stored = id_map(1, [0, 1, 2, 255], size=16).astype(np.uint8)
+    save(tmp_path / "labels" / "a.png", stored)
+    save(tmp_path / "images" / "a.png", photo(1))
+    base = {"split": "", "layout": "folders", "labels": "index", "label_nc": 4, "label_shift": 1}
+    with pytest.raises(DataError) as caught:  # not declared: a stored 255 is no class after the shift
+        label_maps(registry, tmp_path, **base)[0]
+    assert "id 255 at pixel" in str(caught.value) and "data.label_shift = 1" in str(caught.value)
+    assert "stored ids 1..4 (shifted down by 1) and ids below 1" in str(caught.value)
+    expected = np.where(stored == 255, 3, np.where(stored == 0, 3, stored.astype(np.int64) - 1))
+    unknown = label_maps(registry, tmp_path, **base, unknown_id=255)[0]["A"][0]  # the reference's 255 -> last
+    assert torch.equal(unknown, torch.from_numpy(expected).to(torch.uint8))
+    kept = label_maps(registry, tmp_path, **base, dont_care=255)[0]["A"][0]  # an all-zero class vector
+    expected[stored == 255] = 255
+    assert torch.equal(kept, torch.from_numpy(expected).to(torch.uint8))
+    assert one_hot(kept[None, None], 4, dont_care=255)[0, :, stored == 255].sum() == 0
+    # Without a shift, unknown_id alone (COCO-Stuff): ids as stored, 255 the last class.
+    plain = label_maps(registry, tmp_path, split="", layout="folders", labels="index", label_nc=4, unknown_id=255)
+    assert torch.equal(plain[0]["A"][0], torch.from_numpy(np.where(stored == 255, 3, stored)).to(torch.uint8))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"label_shift": -1}, r"label_shift must be in 0\.\.255 .*got -1"),
+    ({"label_shift": 256}, r"label_shift must be in 0\.\.255 .*got 256"),
+    ({"label_shift": 1, "label_nc": 1}, "label_shift = 1 needs label_nc >= 2"),
+    ({"label_shift": 1, "dont_care": 4}, r"dont_care must be -1 \(none\) or a stored id in 5\.\.255 \(not a class "
+                                         r"after label_shift\), got 4"),
+    ({"unknown_id": 2}, r"unknown_id must be -1 \(none\) or a stored id in 3\.\.255 .*got 2"),
+    ({"unknown_id": 255, "dont_care": 255}, "unknown_id and dont_care are both 255"),
+    ({"labels": "palette", "palette": FACADES, "label_nc": 0, "label_shift": 1},
+     'remap the stored ids of index maps \\(labels = "index"\\)'),
+])
+def test_bad_label_shift_and_unknown_id_are_recipe_errors(registry, tmp_path, options, message):
+    write_folders(tmp_path, instances=False)
+    with pytest.raises(RecipeError, match=message):
+        label_maps(registry, tmp_path, **{"layout": "folders", "labels": "index", "label_nc": 4, **options})

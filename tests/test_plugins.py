@@ -181,6 +181,35 @@ def test_hook_translate_kit_add_commands(example_plugin, capsys):
     assert "generator residual_cnn" in capsys.readouterr().out
 
 
+DATA_PLUGIN = """
+import typer
+from translate_kit.api import hookimpl
+
+@hookimpl
+def translate_kit_add_data_commands(data):
+    @data.command("make-toy")
+    def make_toy(count: int = 2):
+        \"\"\"Write a toy dataset.\"\"\"
+        typer.echo(f"made {count} toys")
+"""
+
+
+def test_hook_translate_kit_add_data_commands(tmp_path, capsys):
+    """A plugin adds `tkit data NAME` beside the built-in data commands, listed in `tkit data --help`
+    and `tkit plugins list`; a built-in data command does not load plugins."""
+    from translate_kit.cli import _wants_plugin_commands, main
+
+    (tmp_path / "toy_data.py").write_text(DATA_PLUGIN)
+    for args, shown in ((["data", "make-toy", "--count", "3"], "made 3 toys"), (["data", "--help"], "make-toy"),
+                        (["plugins", "list"], "data make-toy")):
+        with pytest.raises(SystemExit) as info:
+            main(["--plugins-dir", str(tmp_path), *args])
+        assert info.value.code == 0
+        assert shown in capsys.readouterr().out
+    assert not _wants_plugin_commands(["data", "download"]) and not _wants_plugin_commands(["train"])
+    assert _wants_plugin_commands(["data"]) and _wants_plugin_commands(["data", "make-toy"])
+
+
 class Recorder:
     """Records every run event with its arguments."""
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from translate_kit_plugins.reference_import import import_weights, recognise_weights
 from translate_kit_plugins.spade import spade_generator
-from translate_kit_plugins.spade_import import SPADEFormat, read_reference_options, read_spade_generator
+from translate_kit_plugins.spade_import import SPADEFormat, read_reference_options, read_spade_generator, spade_recipe
 
 from translate_kit.api import CheckpointError
 
@@ -281,3 +281,36 @@ def test_recognition_is_by_marker_keys():
     modern = spade_generator(in_channels=3, ngf=1, spade_hidden=4).state_dict()  # already parametrised keys
     detected, converted = read_spade_generator(modern, "nowhere/x.pth")
     assert detected.spectral and converted.keys() == modern.keys()
+
+
+# --- the recipe's data: the training size and the reference's label numbering ---------------------
+
+
+@pytest.mark.parametrize(("semantic_nc", "size", "numbering", "classes"), [
+    (36, [256, 512], {}, 35),  # Cityscapes: 256 high x 512 wide, ids as stored, no don't-care channel
+    (151, 256, {"label_shift": 1}, 151),  # ADE20K: stored 0 -> 150, 1..150 -> 0..149
+    (184, 256, {"unknown_id": 255}, 183),  # COCO-Stuff: stored 255 -> 182
+])
+def test_the_written_recipe_sizes_and_numbers_the_data_as_the_reference(semantic_nc, size, numbering, classes,
+                                                                       registry):
+    from translate_kit.recipe import load_recipe
+
+    state = reference_keys(spade_generator(in_channels=semantic_nc, ngf=1, spade_hidden=4).state_dict())
+    detected, _ = read_spade_generator(state, "nowhere/latest_net_G.pth")
+    data = spade_recipe(detected, data_root="data/x", run_name="r")["data"]
+    assert (data["load_size"], data["crop_size"], data["label_nc"]) == (size, size, classes)
+    assert {k: data[k] for k in ("label_shift", "unknown_id") if k in data} == numbering
+    tables = spade_recipe(detected, data_root="data/x", run_name="r")
+    recipe = load_recipe(tables, registry=registry)  # the written recipe is valid, sizes as (H, W)
+    assert recipe.data.crop_hw == ((256, 512) if semantic_nc == 36 else (256, 256))
+
+
+def test_the_options_files_dataset_mode_decides_the_numbering(tmp_path):
+    state = reference_keys(spade_generator(in_channels=151, ngf=1, spade_hidden=4).state_dict())
+    options = {"label_nc": "150", "contain_dontcare_label": "True", "no_instance": "True", "crop_size": "256",
+               "aspect_ratio": "1.0", "num_upsampling_layers": "normal"}
+    ade, _ = read_spade_generator(state, tmp_path / "latest_net_G.pth", {**options, "dataset_mode": "ade20k"})
+    custom, _ = read_spade_generator(state, tmp_path / "latest_net_G.pth", {**options, "dataset_mode": "custom"})
+    assert spade_recipe(ade, data_root="d", run_name="r")["data"]["label_shift"] == 1
+    data = spade_recipe(custom, data_root="d", run_name="r")["data"]
+    assert "label_shift" not in data and data["unknown_id"] == 255

@@ -182,30 +182,36 @@ def check_sizes(method: Method, recipe: Recipe, *, training: bool = False) -> No
     than inside the first step; for `training`, also that the model has something to train.
 
     The crop is the target's size: translate networks see it divided by the method's scale (a
-    ×4 super-resolution generator gets crop / 4), the others (discriminators) see it whole.
+    ×4 super-resolution generator gets crop / 4), the others (discriminators) see it whole. A
+    (height, width) crop is checked side by side, and the message names the side that fails.
     """
     if training and not any(p.requires_grad for p in method.nets.parameters()):
         raise TrainingError(
             f"{recipe.where('method')}: the model has no trainable parameters (a baseline such as bicubic "
             f"upsampling), so there is nothing to train; score it with `tkit eval {recipe.source}`."
         )
-    crop = recipe.data.crop_size
+    height, width = recipe.data.crop_hw
+    square = height == width
+    crop = height if square else f"[{height}, {width}]"
     scale = method.geometry().scale
     where = recipe.where("data")
-    if crop % scale:
+    if height % scale or width % scale:
         raise RecipeError(f"{where}: crop_size {crop} is not a multiple of the method's output scale {scale}.")
     for name, net in method.nets.items():
-        side = crop // scale if method.roles.get(name) == "translate" else crop
+        divisor = scale if method.roles.get(name) == "translate" else 1
         limits = net_geometry(unwrap(net))
         label = f"network {name} ({type(unwrap(net)).__name__})"
-        if side % limits.size_multiple:
-            raise RecipeError(
-                f"{where}: crop_size {crop} gives {label} inputs of {side} pixels, but it needs sizes that are "
-                f"multiples of {limits.size_multiple}. Use a crop_size that fits, or a shallower network "
-                "(e.g. --set generator.num_downs=N for a U-Net)."
-            )
-        if side < limits.min_size:
-            raise RecipeError(
-                f"{where}: crop_size {crop} gives {label} inputs of {side} pixels, fewer than the {limits.min_size} "
-                "it needs. Use a larger crop_size or a smaller network (e.g. fewer discriminator n_layers)."
-            )
+        for side_name, length in (("", height),) if square else (("height ", height), ("width ", width)):
+            side = length // divisor
+            if side % limits.size_multiple:
+                raise RecipeError(
+                    f"{where}: crop_size {crop} gives {label} inputs of {side_name}{side} pixels, but it needs sizes "
+                    f"that are multiples of {limits.size_multiple}. Use a crop_size that fits, or a shallower network "
+                    "(e.g. --set generator.num_downs=N for a U-Net)."
+                )
+            if side < limits.min_size:
+                raise RecipeError(
+                    f"{where}: crop_size {crop} gives {label} inputs of {side_name}{side} pixels, fewer than the "
+                    f"{limits.min_size} it needs. Use a larger crop_size or a smaller network (e.g. fewer "
+                    "discriminator n_layers)."
+                )

@@ -81,7 +81,8 @@ def export_model(
         opset: ONNX opset (default: the exporter's).
         dynamic: ONNX: dynamic batch, height and width; False fixes the example's shape.
         example_size: ONNX: side of the square example image traced (default: the recipe's
-            crop size over the scale, rounded up to the size multiple).
+            crop, (height, width) as `data.crop_hw`, over the scale, each side rounded up to the
+            size multiple).
         use_ema: export the moving averages of the weights when the checkpoint has them.
 
     Returns:
@@ -117,7 +118,7 @@ def export_model(
         for path in written:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
-        raise ExportError(f"Cannot write {output}: {exc.strerror or exc}. Choose another --output.") from None
+        raise ExportError(f"Cannot write {output}: {exc.strerror or exc}. Choose another --out.") from None
     return written
 
 
@@ -145,13 +146,15 @@ def _save_onnx(
             "with `pip install 'translate-kit[onnx]'`."
         ) from None
     multiple, channels = translator.size_multiple, translator.in_channels
-    side = example_size or translator.recipe.data.crop_size // translator.scale
-    side = -(-max(side, translator.min_size, 1) // multiple) * multiple
+    # The training crop's (height, width) at the input's scale, or a square of example_size.
+    crop = (example_size, example_size) if example_size else translator.recipe.data.crop_hw
+    sides = [-(-max(length // (1 if example_size else translator.scale), translator.min_size, 1) // multiple) * multiple
+             for length in crop]
     batch = 1
     if dynamic:
         # Batch 2 and two multiples: torch.export specialises dimensions of size 1 to constants.
-        side, batch = max(side, 2 * multiple), 2
-    example = torch.zeros(batch, channels, side, side)
+        sides, batch = [max(side, 2 * multiple) for side in sides], 2
+    example = torch.zeros(batch, channels, *sides)
     module = _EvalTranslation(translator.method).eval()
     shapes = None
     if dynamic:

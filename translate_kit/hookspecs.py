@@ -69,6 +69,19 @@ def translate_kit_add_commands(app: typer.Typer) -> None:
 
 
 @hookspec
+def translate_kit_add_data_commands(data: typer.Typer) -> None:
+    """Add sub-commands to `tkit data` (a dataset builder beside `download` and `synth-facades`).
+
+    Args:
+        data: this command line's `data` group; call `data.command("NAME")` on it.
+
+    They are loaded when the command line is `tkit data` with no sub-command (its help lists them)
+    or with one that is not built in, so the built-in data commands stay fast; `tkit plugins list`
+    shows them as `data NAME`.
+    """
+
+
+@hookspec
 def translate_kit_run_start(trainer: Trainer) -> None:
     """A training run starts (fresh or resumed); `trainer.run_dir` exists, `trainer.state.step` is set."""
 

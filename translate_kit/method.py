@@ -63,7 +63,7 @@ import torch
 from torch import nn
 
 from translate_kit.errors import PluginError
-from translate_kit.recipe import OptimizerSettings
+from translate_kit.recipe import OptimizerSettings, size_hw
 
 if TYPE_CHECKING:
     from translate_kit.eval.labels import Palette
@@ -306,19 +306,42 @@ class BatchSpec:
 
     Attributes:
         device: where the prepared tensors go.
-        crop_size: side of the square crops (the recipe's `data.crop_size`); None: whole images
-            (evaluation at stored sizes, see `EvalProtocol.resize`).
+        crop_size: the crops, as the recipe's `data.crop_size` gives them: a square's side, or
+            (height, width); None: whole images (evaluation at stored sizes, see
+            `EvalProtocol.resize`). Read it as `crop_hw`, which is always (height, width).
         flip: random horizontal flips allowed (`data.flip`).
         channels_last: image tensors in channels-last memory format (the networks' format).
         train: True for a training step (random crop and flip); False for samples, evaluation and
             benchmarks of inference (a deterministic centre crop, no flip).
+
+    Example:
+        >>> BatchSpec(torch.device("cpu"), crop_size=(256, 512)).crop_hw
+        (256, 512)
+        >>> BatchSpec(torch.device("cpu"), crop_size=32).crop_hw
+        (32, 32)
     """
 
     device: torch.device
-    crop_size: int | None
+    crop_size: int | tuple[int, int] | None
     flip: bool = True
     channels_last: bool = False
     train: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crop_size is not None:
+            try:
+                height, width = size_hw(self.crop_size)
+            except TypeError:
+                raise ValueError(f"Expected crop_size None, an int or (height, width), got {self.crop_size}") from None
+            if min(height, width) < 1:
+                raise ValueError(f"Expected a positive crop_size, got {self.crop_size!r}")
+            if not isinstance(self.crop_size, int):  # a list from TOML: a tuple, hashable and comparable
+                object.__setattr__(self, "crop_size", (height, width))
+
+    @property
+    def crop_hw(self) -> tuple[int, int] | None:
+        """The crop as (height, width); None: whole images."""
+        return None if self.crop_size is None else size_hw(self.crop_size)
 
 
 class StepContext(Protocol):
@@ -608,3 +631,4 @@ def test_time(module: nn.Module, mode: Literal["paper", "eval"] = "eval") -> Ite
             m.track_running_stats = flag
         for m, training in modes:
             m.training = training
+

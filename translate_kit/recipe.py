@@ -47,7 +47,29 @@ __all__ = [
     "dump_toml",
     "load_recipe",
     "parse_override",
+    "size_hw",
 ]
+
+# A side for square images, or (height, width): what data.load_size and data.crop_size hold.
+ImageSize = int | tuple[int, int]
+
+
+def size_hw(size: ImageSize | Sequence[int]) -> tuple[int, int]:
+    """`data.load_size` / `data.crop_size` as `(height, width)`: an int is a square's side.
+
+    Example:
+        >>> size_hw(256), size_hw((256, 512)), size_hw([32, 64])
+        ((256, 256), (256, 512), (32, 64))
+    """
+    if isinstance(size, bool):
+        raise TypeError(f"Expected an int or (height, width), got {size!r}")
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in size
+    ):
+        return int(size[0]), int(size[1])
+    raise TypeError(f"Expected an int or (height, width), got {size!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +86,14 @@ class DataConfig:
     """[data]: which dataset, and how images are prepared. Other keys go to the dataset factory."""
 
     dataset: str = "aligned"  # registry name of the dataset component
-    # Images are resized to load_size x load_size once, when first decoded; 0 keeps each image's
-    # stored size (super-resolution crops patches of images of any size on the device).
-    load_size: int = 286
-    crop_size: int = 256  # then randomly cropped on the device (the paper's jitter: 286 -> 256)
+    # Images are resized once, when first decoded, to load_size: an int for a square, or
+    # [height, width] (SPADE's Cityscapes: [256, 512]); 0 keeps each image's stored size
+    # (super-resolution crops patches of images of any size on the device).
+    load_size: ImageSize = 286
+    # Then randomly cropped on the device to crop_size, an int or [height, width] no larger than
+    # load_size (the paper's jitter: 286 -> 256); equal to load_size: no crop. Evaluation and
+    # `tkit translate` resize test images to it. Read both through `load_hw` and `crop_hw`.
+    crop_size: ImageSize = 256
     flip: bool = True  # random horizontal flip, the same for input and target
     in_channels: int = 3  # input images are converted to this many channels (1 or 3)
     out_channels: int = 3  # target images likewise
@@ -80,6 +106,29 @@ class DataConfig:
     # `tkit serve` offers to paint with. "": inputs are ordinary images.
     palette: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # the dataset factory's keyword arguments
+
+    @property
+    def load_hw(self) -> tuple[int, int]:
+        """`load_size` as (height, width); (0, 0) keeps stored sizes."""
+        return size_hw(self.load_size)
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """`crop_size` as (height, width), the one form code should read.
+
+        Example:
+            >>> DataConfig(load_size=[256, 512], crop_size=[256, 512]).crop_hw
+            (256, 512)
+            >>> DataConfig().crop_hw
+            (256, 256)
+        """
+        return size_hw(self.crop_size)
+
+    @property
+    def square_crop(self) -> bool:
+        """Whether crops are square (`crop_size` an int, or [s, s])."""
+        height, width = self.crop_hw
+        return height == width
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,9 +414,18 @@ def _check_ranges(run: RunConfig, data: DataConfig, train: TrainConfig, where: A
     need(0 <= run.seed < 2**32, "run", "seed", run.seed, "an integer in [0, 2**32)")
     need(bool(run.name) and "/" not in run.name and run.name not in (".", ".."), "run", "name", run.name,
          "a folder name without '/'")
-    need(data.load_size >= 0, "data", "load_size", data.load_size, "a positive integer, or 0 to keep stored sizes")
-    need(0 < data.crop_size and (data.load_size == 0 or data.crop_size <= data.load_size), "data", "crop_size",
-         data.crop_size, f"a positive integer no larger than data.load_size ({data.load_size})")
+    load, crop = data.load_hw, data.crop_hw
+    shown_load, shown_crop = _plain(data.load_size), _plain(data.crop_size)
+    if isinstance(data.load_size, int):
+        need(data.load_size >= 0, "data", "load_size", shown_load,
+             "a positive integer, [height, width] of positive integers, or 0 to keep stored sizes")
+    else:
+        need(min(load) > 0, "data", "load_size", shown_load,
+             "[height, width] of positive integers (or one integer for a square, 0 to keep stored sizes)")
+    need(min(crop) > 0, "data", "crop_size", shown_crop,
+         "a positive integer, or [height, width] of positive integers")
+    need(load == (0, 0) or (crop[0] <= load[0] and crop[1] <= load[1]), "data", "crop_size", shown_crop,
+         f"a crop no larger than data.load_size ({shown_load}) in height and width")
     need(data.in_channels in (1, 3), "data", "in_channels", data.in_channels, "1 or 3")
     need(data.out_channels in (1, 3), "data", "out_channels", data.out_channels, "1 or 3")
     need(data.num_workers >= 0, "data", "num_workers", data.num_workers, "0 or more")

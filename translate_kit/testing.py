@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from translate_kit.adversarial import ENERGY, LOGITS, MULTISCALE_LOGITS
-from translate_kit.method import Geometry, net_geometry
+from translate_kit.method import Geometry, net_geometry, test_time
 from translate_kit.registry import Registry
 
 __all__ = [
@@ -428,8 +428,10 @@ def check_method(
     side = translator.geometry.padded(max(40, translator.geometry.min_size))
     image, x = _inputs(straight, (37, 45), side)
     x = x.to(translator.device)
-    with torch.no_grad():  # generators may be unbounded (super-resolution); `translate` answers in [-1, 1]
-        y = translator.method.translate(x)
+    # In the translator's test-time state (eval mode: running statistics), as `translator(...)` runs it: a
+    # tiny crop can leave a batch-norm generator a 1x1 map, whose batch statistics do not exist.
+    with torch.no_grad(), test_time(translator.method, translator.mode):
+        y = translator.method.translate(x)  # generators may be unbounded; `translate` answers in [-1, 1]
     assert y.abs().max() <= 1, f"{source}: translate gave values outside [-1, 1] (max |y| {y.abs().max():.3g})"
     out = translator(image)
     s = translator.scale

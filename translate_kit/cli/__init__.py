@@ -58,18 +58,22 @@ def make_app(*, plugin_commands: bool = False, plugins_dir: Path | None = None) 
     app.command(name="eval")(eval_command)
     app.command(name="export")(export.export)
     app.command(name="serve")(serve.serve)
-    app.add_typer(data.app, name="data")
+    data_commands = data.data_group()
+    app.add_typer(data_commands, name="data")
     app.add_typer(plugins.app, name="plugins")
     app.add_typer(recipes.app, name="recipes")
     if plugin_commands:
         from translate_kit.plugins import get_plugin_manager
 
-        get_plugin_manager(plugins_dir=plugins_dir).hook.translate_kit_add_commands(app=app)
+        hook = get_plugin_manager(plugins_dir=plugins_dir).hook
+        hook.translate_kit_add_commands(app=app)
+        hook.translate_kit_add_data_commands(data=data_commands)
     return app
 
 
-def _command_and_plugins_dir(args: list[str]) -> tuple[str | None, Path | None]:
-    plugins_dir, command, skip = None, None, False
+def _command_and_plugins_dir(args: list[str]) -> tuple[list[str], Path | None]:
+    """The command line's first two words that are not options (command, sub-command), and --plugins-dir."""
+    plugins_dir, words, skip, closed = None, [], False, False
     for i, arg in enumerate(args):
         if skip:
             skip = False
@@ -78,18 +82,30 @@ def _command_and_plugins_dir(args: list[str]) -> tuple[str | None, Path | None]:
             plugins_dir, skip = Path(args[i + 1]), True
         elif arg.startswith("--plugins-dir="):
             plugins_dir = Path(arg.split("=", 1)[1])
-        elif not arg.startswith("-") and command is None:
-            command = arg
-    return command, plugins_dir
+        elif arg.startswith("-"):
+            closed = closed or bool(words)  # the command's options: later words are its arguments
+        elif not closed and len(words) < 2:
+            words.append(arg)
+    return words, plugins_dir
+
+
+def _wants_plugin_commands(words: list[str]) -> bool:
+    """Whether the command line may name a plugin's command: not a built-in one (whose start-up
+    stays fast without loading plugins), or `tkit data` without a built-in data command."""
+    if not words:
+        return False
+    if words[0] == "data":
+        built_in = {c.name or c.callback.__name__.replace("_", "-") for c in data.app.registered_commands}  # type: ignore[union-attr]
+        return len(words) == 1 or words[1] not in built_in
+    return words[0] not in BUILTIN_COMMANDS
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `tkit` console script."""
     args = sys.argv[1:] if argv is None else argv
-    command, plugins_dir = _command_and_plugins_dir(args)
-    wants_plugins = command is not None and command not in BUILTIN_COMMANDS
+    words, plugins_dir = _command_and_plugins_dir(args)
     try:
-        app = make_app(plugin_commands=wants_plugins, plugins_dir=plugins_dir)
+        app = make_app(plugin_commands=_wants_plugin_commands(words), plugins_dir=plugins_dir)
     except Exception as exc:  # a broken plugin must not hide the built-in commands' help
         from translate_kit.errors import TranslateKitError
 

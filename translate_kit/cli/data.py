@@ -13,7 +13,7 @@ from translate_kit.cli.common import cli_command, old_spelling
 from translate_kit.data.download import DATASETS, DatasetSpec
 from translate_kit.progress import make_progress
 
-__all__ = ["app"]
+__all__ = ["app", "data_group"]
 
 app = typer.Typer(help="Download, build or synthesise datasets.", no_args_is_help=True)
 
@@ -121,3 +121,11 @@ def synth_facades(
         )
     summary = ", ".join(f"{split} {n}" for split, n in counts.items())
     console.print(f"Wrote {sum(counts.values())} pairs to {root} ({summary}). Direction BtoA is labels -> photo.")
+
+
+def data_group() -> typer.Typer:
+    """A `data` group of its own for one `tkit` app: the built-in commands, to which plugins add
+    theirs (`translate_kit_add_data_commands`) without changing the module-level group."""
+    group = typer.Typer(help=app.info.help, no_args_is_help=True)
+    group.registered_commands = list(app.registered_commands)
+    return group

@@ -45,5 +45,11 @@ def _commands_by_plugin(pm: object) -> dict[str, list[str]]:
         impl.function(app=probe)
         names = [c.name or c.callback.__name__ for c in probe.registered_commands]  # type: ignore[union-attr]
         names += [g.name or "?" for g in probe.registered_groups]
-        found[impl.plugin_name] = names
+        found.setdefault(impl.plugin_name, []).extend(names)
+    for impl in pm.hook.translate_kit_add_data_commands.get_hookimpls():  # type: ignore[attr-defined]
+        probe = typer.Typer()
+        impl.function(data=probe)
+        found.setdefault(impl.plugin_name, []).extend(
+            f"data {c.name or c.callback.__name__}" for c in probe.registered_commands  # type: ignore[union-attr]
+        )
     return found

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from translate_kit.errors import DataError
+from translate_kit.recipe import size_hw
 
 if TYPE_CHECKING:
     from translate_kit.method import BatchSpec
@@ -34,17 +35,26 @@ def from_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.detach().float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The centred `size` x `size` window of `(..., H, W)` (the odd pixel left on the right/bottom)."""
-    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
-    return images[..., top : top + size, left : left + size]
+def centre_crop(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """The centred window of `(..., H, W)` of `size`, a square's side or (height, width) (the odd
+    pixel left on the right/bottom).
+
+    Example:
+        >>> centre_crop(torch.arange(24).view(4, 6), (2, 4)).tolist()
+        [[7, 8, 9, 10], [13, 14, 15, 16]]
+    """
+    height, width = size_hw(size)
+    top, left = (images.shape[-2] - height) // 2, (images.shape[-1] - width) // 2
+    return images[..., top : top + height, left : left + width]
 
 
 class PairedJitter:
     """Random crop to `crop_size` and random horizontal flip, identical across `keys` per sample.
 
     Args:
-        crop_size: side of the square crop; no crop when it equals the image size.
+        crop_size: the crop: a square's side or (height, width) (`data.crop_size`); no crop
+            when it equals the image size. None: no crop at all (`prepare` of whole images for
+            evaluation at stored sizes; calling the jitter then is an error).
         flip: flip each sample left-right with probability 0.5.
         keys: the image entries of a batch that move together.
         label_keys: integer maps (class ids, instance ids) that move with them: cropped and
@@ -59,16 +69,26 @@ class PairedJitter:
         {'A': (2, 3, 4, 4), 'B': (2, 1, 4, 4), 'L': (2, 1, 4, 4)}
         >>> jitter(batch)["L"].dtype
         torch.int32
+        >>> wide = PairedJitter(crop_size=(2, 4), flip=False)
+        >>> {k: tuple(v.shape) for k, v in wide({"A": torch.rand(1, 3, 6, 6), "B": torch.rand(1, 1, 6, 6)}).items()}
+        {'A': (1, 3, 2, 4), 'B': (1, 1, 2, 4)}
     """
 
     def __init__(
-        self, crop_size: int, flip: bool, keys: Sequence[str] = ("A", "B"), label_keys: Sequence[str] = ()
+        self,
+        crop_size: int | tuple[int, int] | None,
+        flip: bool,
+        keys: Sequence[str] = ("A", "B"),
+        label_keys: Sequence[str] = (),
     ) -> None:
         if set(keys) & set(label_keys):
             raise ValueError(f"Expected keys and label_keys to differ, got both {sorted(set(keys) & set(label_keys))}")
         self.keys = tuple(keys)
         self.label_keys = tuple(label_keys)
-        self.crop_size = crop_size
+        self.crop_size = crop_size  # as given, so methods can compare it with `BatchSpec.crop_size`
+        self.crop_hw = None if crop_size is None else size_hw(crop_size)
+        if self.crop_hw is not None and min(self.crop_hw) < 1:
+            raise ValueError(f"Expected a positive crop_size, got {crop_size!r}")
         self.flip_enabled = flip
         self.crop: Any = None  # kornia's augmentations, made at the first batch (see _build)
         self.flip: Any = None
@@ -78,7 +98,9 @@ class PairedJitter:
         # trainer or a benchmark that never jitters is built.
         import kornia.augmentation as K
 
-        self.crop = K.RandomCrop((self.crop_size, self.crop_size))
+        if self.crop_hw is None:
+            raise ValueError("Expected a crop_size to jitter with, got None (whole images are prepared, not jittered)")
+        self.crop = K.RandomCrop(self.crop_hw)
         self.flip = K.RandomHorizontalFlip(p=0.5) if self.flip_enabled else None
 
     def prepare(self, batch: Mapping[str, Any], spec: BatchSpec) -> dict[str, Any]:
@@ -124,12 +146,13 @@ class PairedJitter:
         images = [batch[k] for k in self.keys]
         labels = [batch[k] for k in self.label_keys]
         height, width = (images or labels)[0].shape[-2:]
-        if height < self.crop_size or width < self.crop_size:
-            raise ValueError(f"Expected images of at least {self.crop_size}x{self.crop_size}, got {height}x{width}")
+        crop_h, crop_w = self.crop_hw  # set by _build
+        if height < crop_h or width < crop_w:
+            raise ValueError(f"Expected images of at least {crop_h}x{crop_w}, got {height}x{width} (height x width)")
         planes = [_label_planes(x) for x in labels]
         parts = [*images, *(p for pieces in planes for p in pieces)]
         stacked = torch.cat(parts, dim=1)  # dtypes promote (uint8 images and float32 planes -> float32)
-        if (height, width) != (self.crop_size, self.crop_size):
+        if (height, width) != (crop_h, crop_w):
             stacked = self.crop(stacked)
         if self.flip is not None:
             stacked = self.flip(stacked)

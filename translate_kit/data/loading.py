@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translate_kit.data.io import to_channels
 from translate_kit.errors import DataError
+from translate_kit.recipe import size_hw
 
 if TYPE_CHECKING:
     from translate_kit.recipe import Recipe
@@ -37,31 +38,37 @@ __all__ = [
 ]
 
 
-def _resize(image: torch.Tensor, size: int, *, labels: bool = False) -> torch.Tensor:
-    if size == 0 or image.shape[-2:] == (size, size):  # 0: keep the stored size
+def _resize(image: torch.Tensor, size: int | tuple[int, int], *, labels: bool = False) -> torch.Tensor:
+    hw = size_hw(size)
+    if hw == (0, 0) or tuple(image.shape[-2:]) == hw:  # 0: keep the stored size
         return image
     if labels:  # class and instance ids must never blend: nearest neighbour, by indexing
-        return nearest_resize(image, size)
+        return nearest_resize(image, hw)
     from torchvision.transforms.v2 import functional as F
 
     # Bicubic with antialiasing, as the reference does with PIL; on uint8 it rounds and clamps.
-    return F.resize(image, [size, size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    # A (height, width) that changes the aspect ratio stretches, as the reference's "fixed" mode.
+    return F.resize(image, list(hw), interpolation=F.InterpolationMode.BICUBIC, antialias=True)
 
 
-def nearest_resize(labels: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a label map `(..., H, W)` to `size` x `size` with nearest neighbour, by indexing.
+def nearest_resize(labels: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize a label map `(..., H, W)` to `size` (a square's side, or (height, width)) with
+    nearest neighbour, by indexing.
 
-    Output pixel i takes input pixel floor((i + 1/2) H / size) (the "nearest-exact" rule, which
-    keeps a map centred), computed in integers, so every value of any integer dtype is copied
-    exactly (torchvision's resize goes through float32, which rounds ids above 2**24).
+    Output row i takes input row floor((i + 1/2) H / height) (the "nearest-exact" rule, which
+    keeps a map centred), columns likewise, computed in integers, so every value of any integer
+    dtype is copied exactly (torchvision's resize goes through float32, which rounds ids above 2**24).
 
     Example:
         >>> nearest_resize(torch.tensor([[1, 2, 3], [4, 5, 6]]), 2).tolist()
         [[1, 3], [4, 6]]
+        >>> nearest_resize(torch.tensor([[1, 2, 3], [4, 5, 6]]), (1, 3)).tolist()
+        [[4, 5, 6]]
     """
+    out_h, out_w = size_hw(size)
     height, width = labels.shape[-2:]
-    rows = (torch.arange(size) * 2 + 1) * height // (2 * size)
-    cols = (torch.arange(size) * 2 + 1) * width // (2 * size)
+    rows = (torch.arange(out_h) * 2 + 1) * height // (2 * out_h)
+    cols = (torch.arange(out_w) * 2 + 1) * width // (2 * out_w)
     return labels[..., rows[:, None], cols]
 
 
@@ -76,7 +83,8 @@ class PreparedDataset(Dataset):
             never blended, their channels and dtype kept, even when `channels` names them);
             every other entry (a clip's frame count, a domain label) passes through as the
             dataset made it.
-        load_size: square side images are resized to; 0 keeps each image's stored size.
+        load_size: the size images are resized to: a square's side or (height, width) (the
+            aspect ratio is not kept); 0 keeps each image's stored size.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
         cache: keep prepared items in memory.
         on_error: what an item that cannot be read does (`data.on_error`): "fail" raises its
@@ -93,13 +101,15 @@ class PreparedDataset(Dataset):
         self,
         dataset: Dataset,
         *,
-        load_size: int,
+        load_size: int | tuple[int, int],
         channels: Mapping[str, int],
         cache: bool,
         on_error: str = "fail",
     ) -> None:
         if on_error not in ("fail", "skip"):
             raise ValueError(f"Expected on_error 'fail' or 'skip', got {on_error!r}")
+        if min(size_hw(load_size)) < (0 if isinstance(load_size, int) else 1):
+            raise ValueError(f"Expected load_size 0, a positive int or (height, width) of them, got {load_size}")
         self.dataset = dataset
         self.load_size = load_size
         self.channels = dict(channels)
@@ -288,10 +298,11 @@ def make_loader(
     )
 
 
-def build_dataset(recipe: Recipe, registry: Registry, *, split: str | None = None, load_size: int | None = None,
-                  cache: bool | None = None) -> PreparedDataset:
-    """The recipe's dataset component, prepared: resized to `load_size` (default the recipe's),
-    channels converted, cached as the recipe says. `split` replaces the dataset's split option.
+def build_dataset(recipe: Recipe, registry: Registry, *, split: str | None = None,
+                  load_size: int | tuple[int, int] | None = None, cache: bool | None = None) -> PreparedDataset:
+    """The recipe's dataset component, prepared: resized to `load_size` (default the recipe's; a
+    square's side or (height, width), e.g. `data.crop_size` for test time), channels converted,
+    cached as the recipe says. `split` replaces the dataset's split option.
 
     A factory that takes a keyword argument named like the [data] field `on_error` or `palette`
     gets `data.on_error`, or the registered `Palette` that `data.palette` names (None for "")."""

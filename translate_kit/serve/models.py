@@ -184,7 +184,11 @@ class ServedModel:
             "multimodal": spec.multimodal,
             "style_image": spec.style_image,
             "scale": spec.scale,
-            "canvas_size": translator.recipe.data.crop_size,
+            # The painting canvas: the training crop. canvas_size stays one number (a square's side;
+            # for a [height, width] crop its width) for clients that draw square canvases.
+            "canvas_size": translator.recipe.data.crop_hw[1],
+            "canvas_height": translator.recipe.data.crop_hw[0],
+            "canvas_width": translator.recipe.data.crop_hw[1],
         }
 
     def _translator(self, mode: Mode) -> Translator:

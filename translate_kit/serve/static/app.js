@@ -83,7 +83,8 @@
   // The canvas: pixels are written directly, so every pixel is exactly one palette colour
 
   function setupCanvas(m) {
-    canvas.width = canvas.height = m.canvas_size;
+    canvas.width = m.canvas_width;
+    canvas.height = m.canvas_height;
     const legend = $("legend");
     legend.replaceChildren();
     m.palette.names.forEach((name, i) => {
