@@ -23,21 +23,20 @@ critic parameter to [-c, c]; after every `n_critic`-th critic update the generat
 too, on that step's batch. The generator losses are computed (without gradients) on the other
 steps as well, so every step logs the same scalars.
 
-**Weight clipping** happens inside `training_step`, right after `ctx.update("D", ...)` returns:
-`StepContext.update` runs the backward and the optimiser step before it returns, so the clamp
-follows D's optimiser step directly, as Algorithm 1 line 7 does, and the G update of the same step
-already sees the clipped critics. Clamping at the start of the next D step instead would leave the
-critics unclipped for the G update, the checkpoints and the logged scores, which is another
-algorithm. The clipped weights are what checkpoints store, so a resume continues exactly.
+**Weight clipping** happens in `after_update("D")`, the method contract's hook that
+`ctx.update("D", ...)` calls right after the critics' optimiser step: so the clamp follows D's
+step directly, as Algorithm 1 line 7 does, and the G update of the same step already sees the
+clipped critics. Clamping at the start of the next D step instead would leave the critics
+unclipped for the G update, the checkpoints and the logged scores, which is another algorithm.
+The clipped weights are what checkpoints store, so a resume continues exactly.
+
+**RMSProp** (Sec. 3.3, after WGAN) is both groups' optimiser by default (`optimizer_defaults`),
+with the reference's decay 0.9 (`alpha`); the recipe's `train.lr` is its 5e-5.
 
 Deviations from the published setting, each on purpose:
 
-- RMSProp (Sec. 3.3; lr 5e-5, WGAN's and the reference's): the core has Adam/AdamW only, so the
-  recipe uses Adam with betas (0, 0.9). With beta1 = 0 Adam steps by lr g / (sqrt(v_hat) + eps), v the running mean
-  of g^2 at decay 0.9 (the reference's RMSProp decay): RMSProp's step times sqrt(1 - 0.9^t), Adam's
-  bias correction of v at update t, which is within 1% of 1 from the 38th update on
-  (tests/test_dualgan.py checks the identity). TensorFlow's RMSProp, which the reference runs,
-  differs from both in its first updates only (its mean square starts at 1, not 0).
+- RMSProp is torch's (mean square starting at 0); TensorFlow's, which the reference runs, starts
+  it at 1, which differs in the first updates only.
 - The generator update reuses the batch of the critic update before it; Algorithm 1 samples a new
   one (line 9). The reference code does the same.
 - Kernels are pix2pix's 4x4 (the registered `unet` and `patchgan`); the reference's TensorFlow
@@ -52,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from translate_kit.api import Method, Parts, StepContext, frozen, register_method
+from translate_kit.api import Method, OptimizerSettings, Parts, StepContext, frozen, register_method
 
 __all__ = ["DualGAN", "clip_parameters", "critic_loss", "dualgan", "generator_adversarial_loss"]
 
@@ -140,6 +139,16 @@ class DualGAN(Method):
         critic update (steps n_critic - 1, 2 n_critic - 1, ...)."""
         return (step + 1) % self.n_critic == 0
 
+    def optimizer_defaults(self) -> dict[str, OptimizerSettings]:
+        """RMSProp for critics and generators, decay 0.9 (the paper's optimiser, the reference's decay)."""
+        rmsprop = OptimizerSettings(optimizer="rmsprop", alpha=0.9)
+        return {"D": rmsprop, "G": rmsprop}
+
+    def after_update(self, group: str) -> None:
+        """Clip the critics right after their optimiser step (Algorithm 1, line 7)."""
+        if group == "D":
+            clip_parameters([self.nets["D_A"], self.nets["D_B"]], self.clip)
+
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
         G_A, G_B, D_A, D_B = (self.nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
         real_u, real_v = batch["A"], batch["B"]
@@ -154,8 +163,7 @@ class DualGAN(Method):
         with ctx.autocast():
             loss_d_a = critic_loss(D_A(real_v), D_A(fake_v.detach()))
             loss_d_b = critic_loss(D_B(real_u), D_B(fake_u.detach()))
-        ctx.update("D", loss_d_a + loss_d_b)
-        clip_parameters([D_A, D_B], self.clip)
+        ctx.update("D", loss_d_a + loss_d_b)  # and the clamp, in after_update("D")
 
         # Generator step against the clipped critics: fool them and recover the inputs.
         with frozen([D_A, D_B]), torch.set_grad_enabled(update_g), ctx.autocast():

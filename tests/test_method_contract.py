@@ -519,3 +519,43 @@ def test_styled_method_trains_resumes_and_averages(toy_pm, toy_registry, tiny_fa
     assert description["nets"] == ["G", "E"] and description["averaged_weights"] is True
     assert torch.equal(Translator.from_checkpoint(written[0], device="cpu", registry=toy_registry)(image),
                        averaged(image))
+
+
+class ToyProjected(Method):
+    """A method that projects its one weight into [-0.1, 0.1] after each update of group "W"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict({"W": nn.Linear(1, 1, bias=False)})
+        self.roles = {"W": "translate"}
+        self.calls: list[tuple[str, float]] = []
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        return {"W": ["W"]}
+
+    def after_update(self, group: str) -> None:
+        self.calls.append((group, self.nets["W"].weight.item()))  # what the optimiser step left
+        with torch.no_grad():
+            self.nets["W"].weight.clamp_(-0.1, 0.1)
+
+    def training_step(self, batch, ctx):  # noqa: ANN001, ANN201
+        loss = (self.nets["W"](batch["x"]) * batch["scale"]).sum()
+        ctx.update("W", loss)
+        return {"loss": loss.detach()}
+
+
+def test_after_update_follows_every_optimiser_step_and_every_skip():
+    """`Method.after_update(group)` runs right after the group's step (the step's own result is what
+    it sees), before the step returns, and after a skipped (non-finite) update too."""
+    from translate_kit.train.step import StepRunner
+
+    method = ToyProjected()
+    with torch.no_grad():
+        method.nets["W"].weight.fill_(0.05)
+    optimizers = {"W": torch.optim.SGD(method.nets["W"].parameters(), lr=1.0)}
+    runner = StepRunner(method, optimizers, device=torch.device("cpu"), autocast_dtype=None, scaler=None)
+    x = torch.ones(1, 1)
+    runner({"x": x, "scale": torch.tensor(-1.0)}, step=0, epoch=0)  # gradient -1: SGD moves 0.05 to 1.05
+    assert method.calls == [("W", pytest.approx(1.05))] and method.nets["W"].weight.item() == pytest.approx(0.1)
+    result = runner({"x": x, "scale": torch.tensor(float("nan"))}, step=1, epoch=0)
+    assert result.skipped == ("W",) and method.calls[-1] == ("W", pytest.approx(0.1))

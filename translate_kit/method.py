@@ -398,6 +398,16 @@ class Method(nn.Module):
         """One optimisation step on a prepared batch; returns the scalars to log."""
         raise NotImplementedError
 
+    def after_update(self, group: str) -> None:
+        """Called by `ctx.update(group, loss)` right after that group's optimiser step, for a
+        projection of the group's parameters that must follow every step: WGAN's and DualGAN's
+        weight clipping, a re-normalisation. It is called after a skipped update too (a
+        non-finite loss or gradient), so it must be safe to repeat on unchanged weights. Code
+        written after `ctx.update` in `training_step` would run at the same point today, but not
+        if the trainer ever defers or fuses the optimiser step; this is where the contract puts it.
+        Nothing by default.
+        """
+
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         """Translate inputs `(B, C_in, H, W)` in [-1, 1] to outputs `(B, C_out, s H, s W)` in [-1, 1]
         (`s` the geometry's scale). The default runs the one network whose role is "translate"."""

@@ -136,10 +136,12 @@ class OptimizerSettings:
     """[train.optimizers.<group>]: one optimiser group's own settings; a key left out falls back to
     the method's default for the group (`Method.optimizer_defaults`), then to [train]."""
 
-    optimizer: Literal["adam", "adamw"] | None = None  # adam (default) or adamw (decoupled weight decay)
+    # adam (default), adamw (decoupled weight decay) or rmsprop (DualGAN's and WGAN's critics)
+    optimizer: Literal["adam", "adamw", "rmsprop"] | None = None
     lr: float | None = None  # default: train.lr
-    betas: tuple[float, float] | None = None  # default: train.betas
+    betas: tuple[float, float] | None = None  # default: train.betas (Adam and AdamW only)
     weight_decay: float | None = None  # default: 0
+    alpha: float | None = None  # rmsprop's smoothing constant of the squared gradients; default 0.99 (torch's)
 
     def over(self, base: OptimizerSettings) -> OptimizerSettings:
         """These settings, with `base`'s where these leave a key unset."""

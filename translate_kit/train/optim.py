@@ -2,7 +2,8 @@
 
 Each optimiser group the method declares gets its own optimiser, whose settings come, key by key,
 from the recipe's `[train.optimizers.<group>]` table, else the method's `optimizer_defaults()`,
-else `[train]` (`lr`, `betas`; Adam; no weight decay). The schedule is the pix2pix reference's
+else `[train]` (`lr`, `betas`; Adam; no weight decay). RMSprop is offered for the critics of
+DualGAN and WGAN-style methods (`optimizer = "rmsprop"`, `alpha`). The schedule is the pix2pix reference's
 "linear" policy for every group.
 """
 
@@ -24,7 +25,7 @@ __all__ = ["EMA", "allocate_adam_state", "build_optimizers", "linear_decay", "lr
 
 def optimizer_settings(method: Method, train: TrainConfig) -> dict[str, OptimizerSettings]:
     """The resolved settings of every optimiser group of `method` (no key left None)."""
-    base = OptimizerSettings(optimizer="adam", lr=train.lr, betas=train.betas, weight_decay=0.0)
+    base = OptimizerSettings(optimizer="adam", lr=train.lr, betas=train.betas, weight_decay=0.0, alpha=0.99)
     defaults = method.optimizer_defaults()
     return {
         group: train.optimizers.get(group, OptimizerSettings()).over(defaults.get(group, OptimizerSettings()).over(base))
@@ -39,6 +40,9 @@ def build_optimizers(method: Method, train: TrainConfig, device: torch.device) -
     for group, net_names in method.optimizer_groups().items():
         params = [p for n in net_names for p in method.nets[n].parameters() if p.requires_grad]
         s = settings[group]
+        if s.optimizer == "rmsprop":  # no fused kernel exists; torch's multi-tensor (foreach) path
+            optimizers[group] = torch.optim.RMSprop(params, lr=s.lr, alpha=s.alpha, weight_decay=s.weight_decay)
+            continue
         cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
         # Fused (one vectorised pass per parameter) on CUDA and the CPU: at batch 1 the
         # per-tensor loop of the default CPU Adam costs a fifth of a 256-pixel pix2pix step.

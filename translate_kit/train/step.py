@@ -124,11 +124,13 @@ class StepRunner:
                 return self._skip(group, optimizer)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        self.method.after_update(group)
         return True
 
     def _skip(self, group: str, optimizer: torch.optim.Optimizer) -> bool:
         optimizer.zero_grad(set_to_none=True)
         self._skipped.append(group)
+        self.method.after_update(group)  # a projection may run again: the weights did not move
         return False
 
 
