@@ -102,10 +102,10 @@ def train(recipe: str, name: str, sets: list[str], *, data: str, work: Path, ste
     return seconds
 
 
-def evaluate(run: Path, segmenter: Path, out: Path) -> tuple[dict[str, Any], float]:
-    """`tkit eval RUN --segmenter SEG --split test --json`; returns the JSON and the wall time."""
+def evaluate(run: Path, segmenter: Path, out: Path, extra: list[str] | None = None) -> tuple[dict[str, Any], float]:
+    """`tkit eval RUN --segmenter SEG --split test --json [EXTRA]`; returns the JSON and the wall time."""
     args = [TKIT, "eval", str(run), "--segmenter", str(segmenter), "--split", "test", "--device", "cpu",
-            "--json", str(out), "--out", str(out.with_suffix("")), "--no-images"]
+            "--json", str(out), "--out", str(out.with_suffix("")), "--no-images", *(extra or [])]
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start

@@ -99,7 +99,7 @@ import torch.nn.functional as F
 from torch import nn
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.spade import kl_divergence, reparameterize
-from translate_kit_plugins.unet import DownBlock, UpBlock
+from translate_kit_plugins.unet import DownBlock, UpBlock, level_dropout, level_widths
 
 from translate_kit.api import (
     MULTISCALE_LOGITS,
@@ -148,8 +148,6 @@ WhereAdd = Literal["input", "all"]
 
 _INIT_GAIN = 0.02  # the reference's --init_type xavier --init_gain 0.02
 _LRELU = 0.2
-_MAX_MULT = 8  # U-Net and PatchGAN widths double per level and stop at 8 x the first
-_FIRST_DROPOUT_LEVEL = 4  # the U-Net's decoder levels 4 .. num_downs - 2 carry dropout (pix2pix's rule)
 _ENCODER_MAX_MULT = 4  # the encoders' widths stop at 4 x nef
 
 
@@ -228,7 +226,7 @@ class BicycleUNet(nn.Module):
         self.in_channels, self.out_channels, self.nz = in_channels, out_channels, nz
         self.num_downs, self.where_add = num_downs, where_add
         self.size_multiple = self.min_size = 2**num_downs
-        widths = [ngf * min(2**i, _MAX_MULT) for i in range(num_downs)]
+        widths = level_widths(ngf, num_downs)
         innermost = num_downs - 1
 
         def down_in(i: int) -> int:
@@ -245,7 +243,7 @@ class BicycleUNet(nn.Module):
                 out_channels if i == 0 else widths[i - 1],
                 norm=norm,
                 outermost=i == 0,
-                dropout=dropout if _FIRST_DROPOUT_LEVEL <= i < innermost else 0.0,
+                dropout=level_dropout(i, num_downs, dropout),
             )
             for i in reversed(range(num_downs))
         )

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.pix2pix import Discriminator, Pix2Pix
-from translate_kit_plugins.unet import DownBlock, UpBlock
+from translate_kit_plugins.unet import DownBlock, UpBlock, level_dropout, level_widths
 
 from translate_kit.api import (
     GANLossName,
@@ -101,8 +101,6 @@ MULTICLASS_LOGITS = "multiclass_logits"
 
 Head = int | Literal["all"]
 
-_MAX_MULT = 8  # as the U-Net: feature maps double per level and stop at 8 x ngf
-_FIRST_DROPOUT_LEVEL = 4  # as the U-Net: dropout on decoder levels 4 .. num_downs - 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,7 +161,7 @@ class MultiHeadUNet(nn.Module):
         self.num_heads = num_heads
         self.in_channels, self.out_channels = in_channels, out_channels
         self.size_multiple = self.min_size = 2**num_downs
-        widths = [ngf * min(2**i, _MAX_MULT) for i in range(num_downs)]
+        widths = level_widths(ngf, num_downs)
         innermost = num_downs - 1
         self.downs = nn.ModuleList(
             DownBlock(in_channels if i == 0 else widths[i - 1], widths[i], norm=norm, outermost=i == 0,
@@ -172,7 +170,7 @@ class MultiHeadUNet(nn.Module):
         )
         self.ups = nn.ModuleList(  # the shared decoder: every level but the outermost
             UpBlock(widths[i] if i == innermost else 2 * widths[i], widths[i - 1], norm=norm,
-                    dropout=dropout if _FIRST_DROPOUT_LEVEL <= i < innermost else 0.0)
+                    dropout=level_dropout(i, num_downs, dropout))
             for i in reversed(range(1, num_downs))
         )
         self.heads = nn.ModuleList(UpBlock(2 * widths[0], out_channels, norm=norm, outermost=True)

@@ -37,12 +37,33 @@ from torch import nn
 
 from translate_kit.api import Norm, check_image_batch, conv_bias, init_weights, make_norm, register_generator
 
-__all__ = ["DownBlock", "UNetGenerator", "UpBlock", "unet", "unet_128", "unet_256"]
+__all__ = ["DownBlock", "UNetGenerator", "UpBlock", "level_dropout", "level_widths", "unet", "unet_128", "unet_256"]
 
 # Channel multipliers double with depth and stop growing at 8 (512 feature maps for ngf 64).
 _MAX_MULT = 8
 # The first decoder level that gets dropout, as in the reference (its "ngf * 8 -> ngf * 8" blocks).
 _FIRST_DROPOUT_LEVEL = 4
+
+
+def level_widths(ngf: int, num_downs: int) -> list[int]:
+    """Feature maps of each U-Net level, outermost first: ngf, 2 ngf, 4 ngf, then 8 ngf.
+
+    Example:
+        >>> level_widths(64, 8)
+        [64, 128, 256, 512, 512, 512, 512, 512]
+    """
+    return [ngf * min(2**i, _MAX_MULT) for i in range(num_downs)]
+
+
+def level_dropout(level: int, num_downs: int, dropout: float) -> float:
+    """The dropout of decoder level `level` (0 outermost): `dropout` on levels 4 .. num_downs - 2,
+    the reference's rule (dropout in its 8 ngf blocks but the innermost), else 0.
+
+    Example:
+        >>> [level_dropout(i, 8, 0.5) for i in range(8)]
+        [0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.0]
+    """
+    return dropout if _FIRST_DROPOUT_LEVEL <= level < num_downs - 1 else 0.0
 
 
 class DownBlock(nn.Sequential):
@@ -161,7 +182,7 @@ class UNetGenerator(nn.Module):
         self.out_channels = out_channels
         self.size_multiple = self.min_size = 2**num_downs
 
-        widths = [ngf * min(2**i, _MAX_MULT) for i in range(num_downs)]
+        widths = level_widths(ngf, num_downs)
         innermost = num_downs - 1
         self.downs = nn.ModuleList(
             DownBlock(
@@ -180,7 +201,7 @@ class UNetGenerator(nn.Module):
                 out_channels if i == 0 else widths[i - 1],
                 norm=norm,
                 outermost=i == 0,
-                dropout=dropout if _FIRST_DROPOUT_LEVEL <= i < innermost else 0.0,
+                dropout=level_dropout(i, num_downs, dropout),
             )
             for i in reversed(range(num_downs))
         )
