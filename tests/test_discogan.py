@@ -5,7 +5,6 @@ Exact resume and translation of the shipped recipe are checked by tests/test_con
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -18,6 +17,7 @@ from translate_kit_plugins.gan_losses import lsgan, vanilla
 from translate_kit.build import build_method
 from translate_kit.errors import RecipeError, TranslateKitError
 from translate_kit.recipe import load_recipe
+from translate_kit.testing import RecordingContext
 from translate_kit.train.optim import optimizer_settings
 from translate_kit.train.trainer import Trainer
 
@@ -109,21 +109,6 @@ def linear_discriminator(weight: float, bias: float) -> nn.Conv2d:
     return d
 
 
-class RecordingContext:
-    step, epoch = 0, 0
-
-    def __init__(self) -> None:
-        self.updates: list[str] = []
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        assert loss.requires_grad
-        self.updates.append(group)
-        return True
-
-
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 
@@ -134,7 +119,7 @@ def test_step_losses_match_the_hand_computation():
                       linear_discriminator(-2.0, 0.0), vanilla(), lambda_const=2.0)
     batch = {"A": torch.full((2, 3, 4, 4), 0.2), "B": torch.full((2, 3, 4, 4), -0.4)}
     losses = method.training_step(batch, ctx := RecordingContext())
-    assert ctx.updates == ["D", "G"]
+    assert ctx.groups == ["D", "G"]
     fake_b, fake_a = 0.3, -0.1
     logit_a = lambda x: 3 * x + 0.5  # noqa: E731 - D_A
     logit_b = lambda x: -6 * x  # noqa: E731 - D_B

@@ -5,7 +5,6 @@ Exact resume and translation of the shipped recipe are checked by tests/test_con
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -17,6 +16,7 @@ from translate_kit_plugins.dualgan import DualGAN, clip_parameters, critic_loss,
 from translate_kit.build import build_method
 from translate_kit.errors import RecipeError
 from translate_kit.recipe import load_recipe
+from translate_kit.testing import RecordingContext
 from translate_kit.train.optim import optimizer_settings
 from translate_kit.train.trainer import Trainer
 
@@ -88,24 +88,6 @@ def linear_critic(weight: float, bias: float) -> nn.Conv2d:
     return d
 
 
-class RecordingContext:
-    """Records the groups updated; steps nothing (so the critics stay as built)."""
-
-    epoch = 0
-
-    def __init__(self, step: int = 0) -> None:
-        self.step = step
-        self.updates: list[str] = []
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        assert loss.requires_grad
-        self.updates.append(group)
-        return True
-
-
 def constant_batch(u: float, v: float) -> dict[str, torch.Tensor]:
     return {"A": torch.full((2, 3, 4, 4), u), "B": torch.full((2, 3, 4, 4), v)}
 
@@ -127,7 +109,7 @@ def test_wasserstein_losses_by_hand():
 def test_step_losses_match_the_hand_computation():
     method = make_method(lambda_u=1000.0, lambda_v=500.0, n_critic=1)
     losses = method.training_step(constant_batch(0.2, -0.4), ctx := RecordingContext())
-    assert ctx.updates == ["D", "G"]  # Algorithm 1: critics first
+    assert ctx.groups == ["D", "G"]  # Algorithm 1: critics first
     # u = 0.2, v = -0.4; G_A(u) = 0.3, G_B(v) = -0.35; three channels.
     assert losses["loss_D_A"].item() == pytest.approx((0.015 * 0.3 + 0.001) - (0.015 * -0.4 + 0.001))
     assert losses["loss_D_B"].item() == pytest.approx((-0.006 * -0.35 + 0.003) - (-0.006 * 0.2 + 0.003))
@@ -153,8 +135,8 @@ def test_generators_update_after_every_n_critic_critic_updates(n_critic, expecte
     for step in range(4):
         ctx = RecordingContext(step)
         losses = method.training_step(constant_batch(0.2, -0.4), ctx)
-        assert ctx.updates[0] == "D" and set(losses) == LOSS_KEYS  # the same scalars every step
-        got.append(int(ctx.updates == ["D", "G"]))
+        assert ctx.groups[0] == "D" and set(losses) == LOSS_KEYS  # the same scalars every step
+        got.append(int(ctx.groups == ["D", "G"]))
     assert got == expected
 
 
@@ -193,7 +175,7 @@ def test_critics_are_clipped_after_their_step_and_before_the_generator_step():
     method = make_method(clip=0.01, n_critic=2)
     ctx = SteppingContext(method, step=1)
     method.training_step(constant_batch(0.2, -0.4), ctx)
-    assert ctx.updates == ["D", "G"]
+    assert ctx.groups == ["D", "G"]
     assert ctx.critic_max_after_d_step > 0.01  # the step itself left the bound ...
     assert ctx.critic_max_at_g == pytest.approx(0.01)  # ... and the generators already saw clipped critics
     assert ctx.critic_max() == pytest.approx(0.01)

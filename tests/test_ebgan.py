@@ -3,7 +3,6 @@ the energy/logits pairing errors, and pix2pix's unchanged step with the two."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -14,6 +13,7 @@ from translate_kit_plugins.ebgan import EnergyEmbedding, ebgan_loss, pull_away_t
 from translate_kit.build import build_method
 from translate_kit.errors import RecipeError
 from translate_kit.recipe import load_recipe
+from translate_kit.testing import RecordingContext
 
 RECIPE = RECIPES / "ebgan_facades.toml"
 
@@ -115,23 +115,6 @@ def test_energy_and_logits_do_not_pair(registry):
     message = str(caught.value)
     assert "'ebgan'" in message and "'patchgan'" in message and "outputs logits" in message
     assert "discriminators that 'ebgan' scores: ebgan_autoencoder" in message
-
-
-class RecordingContext:
-    """A StepContext that records each group's loss and steps nothing, so the networks keep the
-    weights the losses were computed with."""
-
-    step = epoch = 0
-
-    def __init__(self) -> None:
-        self.losses: dict[str, torch.Tensor] = {}
-
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        self.losses[group] = loss.detach()
-        return True
 
 
 def test_pix2pix_step_is_the_ebgan_objective(registry):

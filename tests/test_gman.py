@@ -4,7 +4,6 @@ as gman's member and base (built by name through the registry)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -19,7 +18,7 @@ from translate_kit.errors import RecipeError, UnknownComponentError
 from translate_kit.hookspecs import hookimpl
 from translate_kit.recipe import load_recipe
 from translate_kit.registry import Registry, register_discriminator, register_loss
-from translate_kit.testing import first_party_plugin_manager
+from translate_kit.testing import RecordingContext, first_party_plugin_manager
 
 RECIPE = RECIPES / "gman_facades.toml"
 
@@ -174,22 +173,6 @@ def test_factories_called_from_python_need_builders(registry):
     # Two 1x1 PixelGANs (batch norm): conv 3->2 with bias, conv 2->4 without, BN's 2 x 4, head 4->1 without bias.
     assert sum(p.numel() for p in d.parameters()) == 2 * ((3 * 2 + 2) + 2 * 4 + 2 * 4 + 4)
     assert gman_loss(base=registry.builder("loss", "wgangp", gp_weight=3.0)).base.gp_weight == 3.0
-
-
-class RecordingContext:
-    """A StepContext that records each group's loss and steps nothing."""
-
-    step = epoch = 0
-
-    def __init__(self) -> None:
-        self.losses: dict[str, torch.Tensor] = {}
-
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        self.losses[group] = loss.detach()
-        return True
 
 
 def test_pix2pix_step_is_the_gman_objective(registry):

@@ -3,8 +3,6 @@ upsampled coarse + band, exactly), the per-level networks and losses, and recipe
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,23 +25,10 @@ from translate_kit_plugins.unet import unet
 from translate_kit.api import RecipeError, build_method
 from translate_kit.build import check_sizes
 from translate_kit.recipe import load_recipe
+from translate_kit.testing import RecordingContext
 
 # U-Nets of 3 levels (no dropout) and 16-pixel PatchGANs: every level of a 32-pixel crop fits.
 TINY = ["generator.num_downs=3", "generator.ngf=4", "discriminator.ndf=4", "discriminator.n_layers=1"]
-
-
-class Context:
-    """A step context without precision or optimisers: records the losses it is given."""
-
-    def __init__(self) -> None:
-        self.losses: dict[str, torch.Tensor] = {}
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        self.losses[group] = loss
-        return True
 
 
 def make_method(levels: int = 3) -> LAPGAN:
@@ -125,7 +110,7 @@ def test_sizes_are_declared_in_full_size_pixels():
 def test_the_step_sums_pix2pixs_losses_over_levels():
     method = make_method()
     a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    ctx = Context()
+    ctx = RecordingContext()
     logged = method.training_step({"A": a, "B": b}, ctx)
     assert LAPGAN.training_step is Pix2Pix.training_step  # a subclass, not a copy
 

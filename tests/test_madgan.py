@@ -3,7 +3,6 @@ generator option; and pix2pix's extension point left pix2pix's numbers as they w
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -25,6 +24,7 @@ from translate_kit.api import InferenceError, RecipeError, build_method
 from translate_kit.inference import Translator
 from translate_kit.method import describe_inputs
 from translate_kit.recipe import load_recipe
+from translate_kit.testing import RecordingContext
 from translate_kit.train.trainer import Trainer
 
 TINY = ["generator.num_downs=5", "generator.ngf=4", "discriminator.ndf=4", "discriminator.n_layers=2"]
@@ -32,20 +32,6 @@ TINY = ["generator.num_downs=5", "generator.ngf=4", "discriminator.ndf=4", "disc
 
 def count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
-
-
-class Context:
-    """A step context without precision or optimisers: records the losses it is given."""
-
-    def __init__(self) -> None:
-        self.losses: dict[str, torch.Tensor] = {}
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        self.losses[group] = loss
-        return True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,7 +133,7 @@ def test_the_methods_losses_are_the_mean_over_the_k_plus_1_groups():
     def ce(logits: torch.Tensor, cls: int) -> float:  # mean over images and patches of -log softmax
         return -torch.log_softmax(logits.double(), dim=1)[:, cls].mean().item()
 
-    loss_d, logged = method.discriminator_loss(method.nets["D"], a, b, fake, Context())
+    loss_d, logged = method.discriminator_loss(method.nets["D"], a, b, fake, RecordingContext())
     by_hand = (ce(real_logits, k) + ce(fake_logits[:batch], 0) + ce(fake_logits[batch:], 1)) / (k + 1)
     assert loss_d.item() == pytest.approx(by_hand, abs=1e-6)
     assert logged["loss_D_fake"].item() == pytest.approx((ce(fake_logits[:batch], 0) + ce(fake_logits[batch:], 1)) / 2,
@@ -254,7 +240,7 @@ def test_pix2pixs_step_is_still_the_papers_objective_bit_for_bit(conditional):
     method = Pix2Pix(unet(num_downs=5, ngf=8), patchgan(in_channels=6 if conditional else 3, ndf=8, n_layers=2),
                      vanilla(), lambda_l1=100.0, conditional=conditional)
     a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    ctx = Context()
+    ctx = RecordingContext()
     logged = method.training_step({"A": a, "B": b}, ctx)
     assert list(logged) == ["loss_G_GAN", "loss_G_L1", "loss_D_real", "loss_D_fake"]
 

@@ -31,10 +31,16 @@ Checks (each raises AssertionError with what broke):
     check_method: train a recipe for a few steps on tiny data, check that the weights moved, that
         a resumed run ends bit for bit where a straight one does, and that the trained model
         translates an image of an odd size to the method's scale.
+
+Helpers:
+    RecordingContext: a `StepContext` for a method's unit tests, which records each update's group
+        and loss and steps nothing, so a test compares the losses with a hand computation on the
+        networks as built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -52,6 +58,7 @@ from translate_kit.registry import Registry
 
 __all__ = [
     "FIRST_PARTY",
+    "RecordingContext",
     "check_discriminator",
     "check_generator",
     "check_loss",
@@ -63,6 +70,51 @@ __all__ = [
 ]
 
 FIRST_PARTY = "translate-kit"  # the distribution whose entry points are translate-kit's own plugins
+
+
+class RecordingContext:
+    """A `StepContext` that records each `update(group, loss)` and steps nothing (no backward, no
+    optimiser), so the networks keep the weights the losses were computed with.
+
+    Args:
+        step: the step the method sees (`ctx.step`: schedules such as n_critic read it).
+        epoch: the epoch it sees.
+        require_grad: refuse a loss that has no gradient (nothing to optimise); False for a
+            method tested on parameter-free stand-ins.
+
+    Attributes:
+        updates: `(group, loss)` per update, in order; the losses keep their graphs.
+
+    Example:
+        >>> ctx = RecordingContext(step=3)
+        >>> ctx.update("D", torch.tensor(0.5, requires_grad=True))
+        True
+        >>> ctx.groups, ctx.losses["D"].item()
+        (['D'], 0.5)
+    """
+
+    def __init__(self, step: int = 0, epoch: int = 0, *, require_grad: bool = True) -> None:
+        self.step, self.epoch, self.require_grad = step, epoch, require_grad
+        self.updates: list[tuple[str, torch.Tensor]] = []
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def update(self, group: str, loss: torch.Tensor) -> bool:
+        if self.require_grad and not loss.requires_grad:
+            raise AssertionError(f"The loss of group {group!r} has no gradient to optimise")
+        self.updates.append((group, loss))
+        return True
+
+    @property
+    def groups(self) -> list[str]:
+        """The updated groups, in order."""
+        return [group for group, _ in self.updates]
+
+    @property
+    def losses(self) -> dict[str, torch.Tensor]:
+        """Each group's last loss."""
+        return dict(self.updates)
 
 
 # ------------------------------------------------------------------------------------------------
