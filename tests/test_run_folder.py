@@ -112,38 +112,38 @@ def test_a_folder_that_is_not_a_run_is_never_claimed(tmp_path):
     assert (tmp_path / "notes.txt").exists() and not (tmp_path / LOCK_NAME).exists()
 
 
-def test_a_run_trained_with_a_relative_data_root_evaluates_translates_and_resumes_from_elsewhere(tiny_facades, tmp_path):
+def test_a_run_trained_with_a_relative_data_root_evaluates_translates_and_resumes_from_elsewhere(
+    tiny_facades, tmp_path, monkeypatch
+):
     """The quickstart's `data.root = "data/synth_facades"` is relative to where training started; the
     run keeps it absolute (and the text as given), so later commands work from any directory."""
     import shutil
+
+    from typer.testing import CliRunner
+
+    from translate_kit.cli import make_app
+
+    def tkit_in(folder, *args: str):  # noqa: ANN202
+        monkeypatch.chdir(folder)
+        return CliRunner().invoke(make_app(), [*args, "--device", "cpu"])
 
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     shutil.copytree(tiny_facades, project / "data" / "facades")
     elsewhere.mkdir()
     overrides = [*quick_overrides(project / "data" / "facades", project / "runs"), 'data.root="data/facades"',
                  'run.dir="runs"', "generator.num_downs=5"]
-    train = tkit_in(project, "train", str(RECIPES / "quickstart.toml"), *[x for o in overrides for x in ("--set", o)],
-                    "--device", "cpu")
-    assert train.returncode == 0, train.stderr
+    train = tkit_in(project, "train", str(RECIPES / "quickstart.toml"), *[x for o in overrides for x in ("--set", o)])
+    assert train.exit_code == 0, train.output
     run = project / "runs" / "quickstart"
     header = (run / "recipe.toml").read_text()
     assert f"# data.root as given: 'data/facades', from {project}" in header
     assert f'root = "{project / "data" / "facades"}"' in header
 
-    evaluated = tkit_in(elsewhere, "eval", str(run), "--limit", "2", "--no-images", "--device", "cpu")
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "psnr" in evaluated.stdout
-    translated = tkit_in(elsewhere, "translate", str(run), str(project / "data" / "facades" / "test"), "--out", "out",
-                         "--device", "cpu")
-    assert translated.returncode == 0, translated.stderr
-    assert any((elsewhere / "out").iterdir())
-    resumed = tkit_in(elsewhere, "train", "--resume", str(run), "--set", "train.max_steps=3", "--device", "cpu")
-    assert resumed.returncode == 0, resumed.stderr
+    evaluated = tkit_in(elsewhere, "eval", str(run), "--limit", "2", "--no-images")
+    assert evaluated.exit_code == 0 and "psnr" in evaluated.output, evaluated.output
+    translated = tkit_in(elsewhere, "translate", str(run), str(project / "data" / "facades" / "test"), "--out", "out")
+    assert translated.exit_code == 0 and any((elsewhere / "out").iterdir()), translated.output
+    resumed = tkit_in(elsewhere, "train", "--resume", str(run), "--set", "train.max_steps=3")
+    assert resumed.exit_code == 0, resumed.output
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*.pt"))[-1] == "step_000000003.pt"
     assert not (elsewhere / "runs").exists()
-
-
-def tkit_in(folder, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "TRANSLATE_KIT_DISABLE_PLUGINS": ""}
-    return subprocess.run([sys.executable, "-m", "translate_kit", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=folder)
