@@ -69,6 +69,9 @@ def stand_ins(path) -> tuple[str, list[str]]:
     if data.get("dataset") == "celeba_attributes":
         fixture = "tiny_celeba_attributes"
         overrides += ["data.test_images=2", "data.num_workers=0"]  # six rows: four for training; no worker processes
+    if data.get("dataset") == "video_frames":  # whole 4-frame clips, one temporal scale (tests/test_vid2vid.py: more)
+        fixture = "tiny_video"
+        overrides += ["data.clip_length=4", "method.clip_double_every=0", "method.temporal_scales=1"]
     if method.get("init_from"):
         overrides.append('method.init_from=""')
     for key, options in method.items():
@@ -97,6 +100,17 @@ def tiny_label_folders(tmp_path_factory):
         write_png(ids, str(root / "train" / "labels" / f"{i}.png"))
         write_png(photo, str(root / "train" / "images" / f"{i}.png"))
         write_png(ids * 16 + 1, str(root / "train" / "instances" / f"{i}.png"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory):
+    """root/train/{A,B,flow}: two synthetic facades sequences of five 32-pixel frames with their flow,
+    the video_frames layout."""
+    from translate_kit_plugins.video_data import write_synth_video
+
+    root = tmp_path_factory.mktemp("tiny_video")
+    write_synth_video(root, sequences={"train": 2}, frames=5, size=32, source="synthetic", seed=3)
     return root
 
 

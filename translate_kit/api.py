@@ -14,7 +14,8 @@ Groups:
 - hooks: `hookimpl`;
 - the method contract: `Method`, `Parts`, `StepContext`, `BatchSpec`, `Geometry`, `EvalProtocol`, `Role`,
   `OptimizerSettings`, `SizeConstrained`, `Upscaling`, `PixelClassifier`, `InputSpec`,
-  `InferenceOption`, `StyleConditioned`, `Configurable`, `frozen`, `test_time`, `unwrap`;
+  `InferenceOption`, `StyleConditioned`, `Configurable`, `SequenceTranslator`, `translate_sequence`,
+  `frozen`, `test_time`, `unwrap`;
 - the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
 - building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
 - data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
@@ -24,7 +25,7 @@ Groups:
   `Registry`;
 - training and inference internals that tools time or reuse (`tkit bench`, `tkit features`): `Trainer`,
   `Translator`, `build_dataset`, `make_loader`, `eval_copy`, `compiled_nets`, `keep_freed_memory`,
-  `write_synth_facades`;
+  `write_synth_facades`, `render_facade`;
 - the command line: `cli_command`, `session`, `find_recipe`, `error_console`;
 - errors: `TranslateKitError` and its subclasses, `did_you_mean`.
 """
@@ -42,7 +43,7 @@ from translate_kit.cli.common import cli_command, error_console, find_recipe, se
 from translate_kit.data.io import list_images, read_image
 from translate_kit.data.jitter import PairedJitter, from_unit_range, to_unit_range
 from translate_kit.data.loading import build_dataset, make_loader
-from translate_kit.data.synth import write_synth_facades
+from translate_kit.data.synth import render_facade, write_synth_facades
 from translate_kit.errors import (
     CheckpointError,
     DataError,
@@ -73,12 +74,14 @@ from translate_kit.method import (
     Parts,
     PixelClassifier,
     Role,
+    SequenceTranslator,
     SizeConstrained,
     StepContext,
     StyleConditioned,
     Upscaling,
     frozen,
     test_time,
+    translate_sequence,
     unwrap,
 )
 from translate_kit.plugins import get_plugin_manager
@@ -135,6 +138,7 @@ __all__ = [
     "Role",
     "RunFolderError",
     "SavedModel",
+    "SequenceTranslator",
     "SizeConstrained",
     "StepContext",
     "StyleConditioned",
@@ -179,10 +183,12 @@ __all__ = [
     "register_loss",
     "register_method",
     "register_segmenter",
+    "render_facade",
     "select_device",
     "session",
     "test_time",
     "to_unit_range",
+    "translate_sequence",
     "unwrap",
     "write_synth_facades",
 ]

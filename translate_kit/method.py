@@ -642,3 +642,50 @@ def test_time(module: nn.Module, mode: Literal["paper", "eval"] = "eval") -> Ite
         for m, training in modes:
             m.training = training
 
+
+# --- video: translation that carries state from frame to frame ---------------------------------------
+
+
+@runtime_checkable
+class SequenceTranslator(Protocol):
+    """A method whose translation of a video carries state from frame to frame (vid2vid: each output
+    is made from the previous outputs). Methods without it translate every frame on its own
+    (`translate_sequence` below), so any method translates a video."""
+
+    def translate_sequence(
+        self, frames: Iterable[torch.Tensor], *, first_output: torch.Tensor | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Outputs `(B, C_out, H, W)` in [-1, 1], one per input frame `(B, C_in, H, W)` in [-1, 1], in
+        order, each yielded before the next frame is read (a video of any length streams through).
+
+        `first_output` is the output of frame 0, given (the reference's "given first frame"); the
+        method continues from it. None: frame 0's output is generated too."""
+
+
+def translate_sequence(
+    method: Method, frames: Iterable[torch.Tensor], *, first_output: torch.Tensor | None = None
+) -> Iterator[torch.Tensor]:
+    """Translate a video frame by frame: through the method's own recurrence when it is a
+    `SequenceTranslator`, else each frame alone with `translate` (pix2pix on a video).
+
+    Args:
+        method: any method, in the caller's test-time state.
+        frames: input frames `(B, C_in, H, W)` in [-1, 1].
+        first_output: frame 0's output, given; a method without recurrence returns it as frame 0's
+            output and translates the others alone.
+
+    Example:
+        >>> class Negate(Method):
+        ...     def translate(self, x):
+        ...         return -x
+        >>> [float(y) for y in translate_sequence(Negate(), [torch.ones(1, 1, 1, 1)] * 2)]
+        [-1.0, -1.0]
+    """
+    if isinstance(method, SequenceTranslator):
+        yield from method.translate_sequence(frames, first_output=first_output)
+        return
+    for i, x in enumerate(frames):
+        yield first_output if i == 0 and first_output is not None else method.translate(x)
+
+
+__all__ += ["SequenceTranslator", "translate_sequence"]

@@ -87,10 +87,10 @@ class RecordingContext:
 
     Example:
         >>> ctx = RecordingContext(step=3)
-        >>> ctx.update("D", torch.tensor(0.5, requires_grad=True))
+        >>> ctx.update("critic", torch.tensor(0.5, requires_grad=True))
         True
-        >>> ctx.groups, ctx.losses["D"].item()
-        (['D'], 0.5)
+        >>> ctx.groups, ctx.losses["critic"].item()
+        (['critic'], 0.5)
     """
 
     def __init__(self, step: int = 0, epoch: int = 0, *, require_grad: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""`tkit translate`: translate image files with a trained checkpoint."""
+"""`tkit translate`: translate image files, or a video, with a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -89,6 +89,20 @@ def translate(
         typer.Option("--compile", help="Compile the generator (torch.compile with freezing): a wait for each new "
                      "image size, then faster translation. Worth it for many images."),
     ] = False,
+    video: Annotated[
+        bool,
+        typer.Option("--video", help="Read the input folder as the frames of one video (natural order) and write "
+                     "OUT/frames/ and OUT/<name>.mp4. A video file (.mp4, .mov, .mkv, .avi, .webm) is one by itself. "
+                     "A model with a recurrence (vid2vid) makes each frame from the previous outputs; others "
+                     "translate frame by frame."),
+    ] = False,
+    fps: Annotated[float, typer.Option(min=0.001, help="Frame rate of the video written from a folder of frames "
+                                       "(a video file keeps its own).")] = 25.0,
+    first_frame: Annotated[
+        Optional[Path],
+        typer.Option("--first-frame", help="Video: an image used as the first output frame, which the model "
+                     "continues from (default: generated).", show_default=False),
+    ] = None,
     ema: Annotated[
         bool,
         typer.Option("--ema/--no-ema", help="Use the moving averages of the weights when the run kept them "
@@ -103,10 +117,13 @@ def translate(
     console = Console()
     state = session(ctx)
     values = _option_values(option or [])
+    video_source = _video_source(inputs or [], video) if not list_options else None
+    if first_frame is not None and video_source is None:
+        raise OptionError("--first-frame is for videos: give a video file, or a folder of frames with --video.")
     if not list_options:  # before loading the model: a typo fails at once
         if out is None:
             raise OptionError("Missing --out FOLDER: the folder for the outputs.")
-        files = expand_inputs(inputs or [])
+        files = [] if video_source is not None else expand_inputs(inputs or [])
     style_image = read_image(style) if style is not None else None
     translator = Translator.from_checkpoint(
         checkpoint, device=device, mode=mode.value, registry=state.registry,
@@ -119,6 +136,11 @@ def translate(
     translator = translator.bind(style=style_image, options=values)
     if translator.spec.multimodal and translator.seed is None:
         translator.seed = 0  # samples repeat from run to run, as in `tkit serve`
+    if video_source is not None:
+        if samples > 1:
+            raise OptionError("--samples is for images; a video is translated once.")
+        _translate_video(console, translator, video_source, out, fps=fps, first_frame=first_frame)
+        return
     drawn = f", {samples} samples each (seed {translator.seed} + i)" if samples > 1 else ""
     console.print(
         f"Translating {len(files)} image(s) with {translator.checkpoint} (step {translator.step}"
@@ -134,6 +156,39 @@ def translate(
     elapsed = time.perf_counter() - started
     rate = len(written) / max(elapsed, 1e-9)
     console.print(f"Wrote {len(written)} image(s) to {out} in {elapsed:.1f} s ({rate:.2f} images/s).")
+
+
+def _video_source(inputs: list[str], video: bool) -> Path | None:
+    """The one video to translate (a video file, or a folder of frames with --video), or None for images."""
+    from translate_kit.inference import VIDEO_EXTENSIONS
+
+    is_file = [Path(i).suffix.lower() in VIDEO_EXTENSIONS for i in inputs]
+    if not video and not any(is_file):
+        return None
+    if len(inputs) != 1:
+        raise OptionError(f"A video is translated on its own: give one video file or one folder of frames, got "
+                          f"{len(inputs)} inputs.")
+    source = Path(inputs[0])
+    if not source.exists():
+        raise OptionError(f"Video input {source} does not exist.")
+    return source
+
+
+def _translate_video(console: Console, translator: Any, source: Path, out: Path, *, fps: float,
+                     first_frame: Path | None) -> None:
+    from translate_kit.inference import translate_video
+    from translate_kit.method import SequenceTranslator
+
+    recurrent = "with its recurrence" if isinstance(translator.method, SequenceTranslator) else "frame by frame"
+    console.print(f"Translating video {source} with {translator.checkpoint} (step {translator.step}) on "
+                  f"{translator.device}, {recurrent}.")
+    started = time.perf_counter()
+    with make_progress(console) as progress:
+        task = progress.add_task("translate", total=None, stats="")
+        frames, path = translate_video(translator, source, out, fps=fps, first_frame=first_frame,
+                                       on_frame=lambda i: progress.update(task, advance=1, stats=f"frame {i}"))
+    elapsed = time.perf_counter() - started
+    console.print(f"Wrote {len(frames)} frames to {out / 'frames'} and the video {path} in {elapsed:.1f} s.")
 
 
 def _option_values(pairs: list[str]) -> dict[str, str]:
