@@ -107,7 +107,9 @@ def serve(
         ) from None
     console.print(f"Serving {len(models)} model(s) at [bold]{url_of(sock)}[/] (Ctrl-C stops).")
     try:
-        run_server(app, sock)
+        stopped = run_server(app, sock)
     except KeyboardInterrupt:  # after the requests in progress are answered
+        stopped = True
+    if stopped:
         console.print("Stopped.")
-        raise typer.Exit(code=130) from None  # as every command stopped by Ctrl-C
+        raise typer.Exit(code=130)  # as every command stopped by Ctrl-C

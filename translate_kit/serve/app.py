@@ -210,10 +210,18 @@ def _server(app: Starlette) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
 
 
-def run_server(app: Starlette, sock: socket.socket) -> None:
-    """Serve `app` on `sock` until Ctrl-C or SIGTERM. uvicorn finishes the requests in progress,
-    then raises the signal again: Ctrl-C reaches the caller as `KeyboardInterrupt`."""
-    _server(app).run(sockets=[sock])
+def run_server(app: Starlette, sock: socket.socket) -> bool:
+    """Serve `app` on `sock` until Ctrl-C or SIGTERM; uvicorn finishes the requests in progress.
+
+    Returns:
+        Whether a signal stopped the server. uvicorn raises the signal again once it has shut
+        down, but a Ctrl-C then reaches asyncio's own handler, which turns it into a
+        `KeyboardInterrupt` only if the serving task has not finished yet: the caller must treat
+        both a `KeyboardInterrupt` and a True return as a Ctrl-C.
+    """
+    server = _server(app)
+    server.run(sockets=[sock])
+    return server.should_exit
 
 
 @contextmanager
