@@ -48,12 +48,16 @@ from translate_kit.api import (
     BatchSpec,
     DataError,
     cli_command,
+    flow_valid,
     hookimpl,
     list_images,
+    pixel_grid,
     read_image,
     register_dataset,
     render_facade,
     to_unit_range,
+    warp,
+    warping_error,
 )
 
 __all__ = [
@@ -81,50 +85,8 @@ _VIDEO_EXTRA = "pip install translate-kit[video]"
 # --- flow ---------------------------------------------------------------------------------------
 
 
-def _base_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Pixel coordinates `(1, 2, H, W)`: channel 0 is x, channel 1 is y."""
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                            torch.arange(width, device=device, dtype=dtype), indexing="ij")
-    return torch.stack([xs, ys])[None]
-
-
-def warp(image: torch.Tensor, flow: torch.Tensor, mode: Literal["bilinear", "nearest"] = "bilinear") -> torch.Tensor:
-    """Backward warping: output pixel p takes `image` at p + flow(p) (bilinear, borders replicated).
-
-    Args:
-        image: `(B, C, H, W)`, e.g. frame t-1.
-        flow: `(B, 2, H, W)` in pixels (x then y), e.g. frame t's backward flow.
-        mode: interpolation of `grid_sample`.
-
-    Returns:
-        `(B, C, H, W)`: frame t, where the flow is right and the pixel is not occluded.
-
-    Example:
-        >>> image = torch.arange(6.0).view(1, 1, 2, 3)
-        >>> warp(image, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 2, 3)).tolist()
-        [[[[1.0, 2.0, 2.0], [4.0, 5.0, 5.0]]]]
-    """
-    if image.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2 or image.shape[-2:] != flow.shape[-2:]:
-        raise ValueError(f"Expected image (B, C, H, W) and flow (B, 2, H, W) of one size, got "
-                         f"{tuple(image.shape)} and {tuple(flow.shape)}")
-    height, width = image.shape[-2:]
-    coords = _base_grid(height, width, flow.device, flow.dtype) + flow
-    # align_corners=True: -1 and +1 are the centres of the first and last pixels.
-    gx = coords[:, 0] * (2 / max(width - 1, 1)) - 1
-    gy = coords[:, 1] * (2 / max(height - 1, 1)) - 1
-    grid = torch.stack([gx, gy], dim=-1).to(image.dtype)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
-
-
-def flow_valid(flow: torch.Tensor) -> torch.Tensor:
-    """Where p + flow(p) lies inside the image, `(B, 1, H, W)` bool: the pixels whose content
-    the previous frame shows (the others entered the view)."""
-    height, width = flow.shape[-2:]
-    coords = _base_grid(height, width, flow.device, flow.dtype) + flow
-    eps = 1e-3  # a point on the border up to rounding is inside
-    inside = ((coords[:, 0] >= -eps) & (coords[:, 0] <= width - 1 + eps)
-              & (coords[:, 1] >= -eps) & (coords[:, 1] <= height - 1 + eps))
-    return inside[:, None]
+# warp, flow_valid, warping_error and pixel_grid live in the core (translate_kit.eval.temporal), which
+# `tkit eval` uses for the temporal-consistency metric; they are re-exported here under the same names.
 
 
 def compose_flow(later: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
@@ -149,45 +111,6 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     sx = (size[1] - 1) / max(width - 1, 1)
     sy = (size[0] - 1) / max(height - 1, 1)
     return out * torch.tensor([sx, sy], dtype=out.dtype, device=out.device).view(1, 2, 1, 1)
-
-
-def warping_error(frames: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Temporal consistency: the mean absolute difference between frame t and frame t-1 warped by
-    the ground-truth flow, on non-occluded pixels, over t = 1 .. T-1 (lower is steadier).
-
-    A model that flickers changes pixels the camera motion does not explain, so its warping error
-    exceeds that of the real video; the real frames' own error is the floor (interpolation).
-
-    Args:
-        frames: `(T, C, H, W)` or `(B, T, C, H, W)` floats (the error is in their units: report
-            images in [0, 1] so the figure reads as a fraction of the range).
-        flow: `(T, 2, H, W)` or `(B, T, 2, H, W)` backward flows (`flow[t]`: t -> t-1; `flow[0]` unused).
-        valid: `(T, 1, H, W)` or `(B, T, 1, H, W)` bool; None: `flow_valid(flow)`.
-
-    Returns:
-        A scalar: the mean over every valid pixel, channel and frame pair.
-
-    Example:
-        >>> frames = torch.zeros(3, 1, 4, 4); frames[1] += 1  # a flash in frame 1
-        >>> float(warping_error(frames, torch.zeros(3, 2, 4, 4)))
-        1.0
-    """
-    if frames.ndim == 4:
-        frames, flow = frames[None], flow[None]
-        valid = None if valid is None else valid[None]
-    if frames.ndim != 5 or flow.shape[:2] != frames.shape[:2] or flow.shape[2] != 2 or frames.shape[1] < 2:
-        raise ValueError(f"Expected frames (B, T, C, H, W) with T >= 2 and flow (B, T, 2, H, W), got "
-                         f"{tuple(frames.shape)} and {tuple(flow.shape)}")
-    b, t = frames.shape[:2]
-    later = frames[:, 1:].flatten(0, 1).float()
-    earlier = frames[:, :-1].flatten(0, 1).float()
-    f = flow[:, 1:].flatten(0, 1).float()
-    mask = flow_valid(f) if valid is None else valid[:, 1:].flatten(0, 1).bool()
-    diff = (later - warp(earlier, f)).abs() * mask
-    count = mask.sum() * frames.shape[2]
-    if count == 0:
-        raise ValueError("Expected some valid (non-occluded) pixels, got none")
-    return diff.sum() / count
 
 
 # --- the virtual camera ---------------------------------------------------------------------
@@ -260,7 +183,7 @@ def render_view(
 ) -> torch.Tensor:
     """The camera's frame of a picture `(C, H, W)` (uint8 or float): `(C, size, size)` of its dtype."""
     height, width = source.shape[-2:]
-    grid_xy = _base_grid(size, size, torch.device("cpu"), torch.float64)[0].flatten(1)  # (2, N)
+    grid_xy = pixel_grid(size, size, torch.device("cpu"), torch.float64)[0].flatten(1)  # (2, N)
     m = pose.matrix(size)
     src = m[:, :2] @ grid_xy + m[:, 2:]
     grid = torch.stack([src[0] * (2 / (width - 1)) - 1, src[1] * (2 / (height - 1)) - 1], -1)
@@ -272,7 +195,7 @@ def render_view(
 def camera_flow(previous: CameraPose, current: CameraPose, size: int) -> torch.Tensor:
     """The exact backward flow `(2, size, size)` float32 from the frame at `current` to the one at
     `previous`: `M_prev^-1 (M_cur p) - p`, computed in float64."""
-    grid_xy = _base_grid(size, size, torch.device("cpu"), torch.float64)[0].flatten(1)
+    grid_xy = pixel_grid(size, size, torch.device("cpu"), torch.float64)[0].flatten(1)
     m_cur, m_prev = current.matrix(size), previous.matrix(size)
     src = m_cur[:, :2] @ grid_xy + m_cur[:, 2:]
     q = torch.linalg.solve(m_prev[:, :2], src - m_prev[:, 2:])

@@ -20,6 +20,8 @@ Groups:
 - building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
 - data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
   `Palette`, `FACADES`, `decode_palette`, `decode_index_image`, `encode_palette`;
+- video: `warp`, `flow_valid`, `pixel_grid`, `warping_error` (flow warping and the temporal-consistency
+  metric) and `FrameSequences` (what `tkit eval` needs of a data set of frame sequences);
 - recipes, models and checkpoints (for commands such as `tkit convert`): `Recipe`, `load_recipe`,
   `build_method`, `checkpoint_dict`, `atomic_save`, `read_model`, `SavedModel`, `get_plugin_manager`,
   `Registry`;
@@ -59,6 +61,7 @@ from translate_kit.errors import (
     did_you_mean,
 )
 from translate_kit.eval.labels import FACADES, Palette, decode_index_image, decode_palette, encode_palette
+from translate_kit.eval.temporal import FrameSequences, flow_valid, pixel_grid, warp, warping_error
 from translate_kit.hookspecs import hookimpl
 from translate_kit.inference import Translator
 from translate_kit.layers import Norm, check_image_batch, conv_bias, init_weights, make_norm
@@ -116,6 +119,7 @@ __all__ = [
     "DataError",
     "EvalProtocol",
     "ExportError",
+    "FrameSequences",
     "GANLossName",
     "Geometry",
     "InferenceError",
@@ -164,6 +168,7 @@ __all__ = [
     "error_console",
     "eval_copy",
     "find_recipe",
+    "flow_valid",
     "from_unit_range",
     "frozen",
     "get_plugin_manager",
@@ -174,6 +179,7 @@ __all__ = [
     "load_recipe",
     "make_loader",
     "make_norm",
+    "pixel_grid",
     "read_image",
     "read_model",
     "register",
@@ -190,6 +196,8 @@ __all__ = [
     "to_unit_range",
     "translate_sequence",
     "unwrap",
+    "warp",
+    "warping_error",
     "write_synth_facades",
 ]
 

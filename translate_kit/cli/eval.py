@@ -1,17 +1,19 @@
 """`tkit eval`: score a trained model on a dataset split (per-pixel metrics, FCN-score, FID and KID, and
-for a multimodal model the diversity of its samples)."""
+for a multimodal model the diversity of its samples), or on a video test set its temporal consistency
+(the warping error; `translate_kit.eval.temporal`)."""
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
 from translate_kit.cli.common import cli_command, session
 from translate_kit.cli.translate import Mode
+from translate_kit.errors import OptionError
 from translate_kit.progress import make_progress
 
 __all__ = ["eval_command"]
@@ -115,11 +117,30 @@ def eval_command(
                      "the lpips package's v0.1 alex.pth (for --lpips-net vgg: vgg16-397923af.pth and vgg.pth) "
                      "(default: $TRANSLATE_KIT_LPIPS_WEIGHTS). Implies --diversity.", show_default=False),
     ] = None,
+    video_data: Annotated[
+        Optional[Path],
+        typer.Option(help="Score temporal consistency on this video test set (root/<split>/A/<sequence>/<frame>.png, "
+                     "B/..., flow/<sequence>.pt, read by --video-dataset): every sequence is translated with the "
+                     "model's recurrence, or frame by frame for an image model. Implies --temporal.",
+                     show_default=False),
+    ] = None,
+    video_dataset: Annotated[
+        str, typer.Option(help="The registered dataset that reads --video-data (it takes root and split).")
+    ] = "video_frames",
+    temporal: Annotated[
+        bool,
+        typer.Option("--temporal", help="Score temporal consistency (warping error, per-frame metrics, with "
+                     "--segmenter the per-frame FCN-score). Automatic when the run's data set is a video set."),
+    ] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
     images: Annotated[bool, typer.Option(help="Write input/output/target images and the HTML page.")] = True,
 ) -> None:
     """Translate a dataset split and print L1, MSE, PSNR, SSIM, with --segmenter the FCN-score, with
     --fid FID and KID, and with --diversity how far apart a multimodal model's samples are.
+
+    On a video test set (the run's own data set when it is one, or --video-data) it translates each
+    sequence with the model's recurrence and prints the warping error of the outputs and of the real
+    frames (the floor) and the per-frame metrics.
 
     The FCN-score is for labels -> photo models: the segmenter labels the generated photos and the
     input label maps are the ground truth; the same segmenter on the real photos gives the ceiling.
@@ -141,6 +162,7 @@ def eval_command(
         write_json,
     )
     from translate_kit.eval.evaluate import format_value as _fmt
+    from translate_kit.eval.temporal import FrameSequences
     from translate_kit.inference import Translator
 
     state = session(ctx)
@@ -172,7 +194,21 @@ def eval_command(
     if data_root is not None:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, options={**recipe.data.options,
                                                                                             "root": data_root}))
+    if video_data is not None or temporal:
+        if n_samples or fid or fid_weights is not None:
+            raise OptionError("--diversity and --fid score single images; the temporal-consistency metric "
+                              "(--temporal, --video-data) scores sequences. Run them as two evaluations.")
+    if video_data is not None:
+        table = {"name": video_dataset, "root": str(video_data), "split": split}
+        sequences = state.registry.build("dataset", table, where=f"--video-data {video_data}")
+        _eval_video(console, translator, sequences, checkpoint, split, limit, segmenter, device, state, json_path,
+                    f"{video_data} ({video_dataset})")
+        return
     dataset = eval_dataset(recipe, state.registry, split, resize=protocol.resize)
+    if temporal or isinstance(dataset.dataset, FrameSequences):
+        _eval_video(console, translator, dataset.dataset, checkpoint, split, limit, segmenter, device, state,
+                    json_path, f"{recipe.data.options.get('root', '')} ({recipe.data.dataset})")
+        return
     fid_network = None
     if fid or fid_weights is not None:
         from translate_kit.eval.fid import load_fid_inception
@@ -235,6 +271,46 @@ def eval_command(
         console.print(per_class)
     if images:
         console.print(f"Page: {write_eval_page(report, out_dir)}")
+    if json_path is not None:
+        write_json(report, json_path)
+        console.print(f"JSON: {json_path}")
+
+
+def _eval_video(console: Console, translator: Any, dataset: Any, checkpoint: Path, split: str, limit: int,
+                segmenter: Optional[Path], device: str, state: Any, json_path: Optional[Path], source: str) -> None:
+    """`tkit eval` on a video test set: translate each sequence with the model's recurrence and print
+    the warping error (outputs and real frames), the per-frame metrics and the FCN-score."""
+    from rich.table import Table
+
+    from translate_kit.eval.evaluate import format_value as _fmt
+    from translate_kit.eval.evaluate import write_json
+    from translate_kit.eval.temporal import check_sequences, evaluate_video, video_rows
+    from translate_kit.inference import Translator
+
+    sequences = check_sequences(dataset, f"the data set of {source}")
+    seg = None
+    if segmenter is not None:
+        seg = Translator.from_checkpoint(segmenter, device=device, mode="eval", registry=state.registry, pm=state.pm)
+    total = min(limit, len(sequences.sequences)) if limit else len(sequences.sequences)
+    with make_progress(console) as progress:
+        task = progress.add_task("eval", total=total, stats="")
+        report = evaluate_video(translator, sequences, checkpoint=str(checkpoint), split=split, limit=limit,
+                                segmenter=seg, on_sequence=lambda done: progress.update(task, completed=done))
+    table = Table(title=f"{checkpoint}: {split} split of {source}, {report.sequences} sequences, {report.frames} "
+                  f"frames, {report.mode} mode; images in [0, 1], RGB")
+    rows = video_rows(report)
+    for heading, _ in rows:
+        table.add_column(heading, justify="right")
+    table.add_row(*(_fmt(value) for _, value in rows))
+    console.print(table)
+    if report.fcn:
+        fcn = Table(title="FCN-score, per frame")
+        for column in ("", "per-pixel acc.", "per-class acc.", "class IoU"):
+            fcn.add_column(column, justify="right")
+        for key, label in (("generated", "generated frames"), ("ground_truth", "real frames (ceiling)")):
+            s = report.fcn[key]
+            fcn.add_row(label, _fmt(s["pixel_accuracy"]), _fmt(s["mean_class_accuracy"]), _fmt(s["mean_iou"]))
+        console.print(fcn)
     if json_path is not None:
         write_json(report, json_path)
         console.print(f"JSON: {json_path}")
