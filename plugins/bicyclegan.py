@@ -89,7 +89,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Literal
@@ -711,10 +710,7 @@ class BicycleGAN(Method):
         channels = getattr(unwrap(self.nets["E"]), "in_channels", style.shape[1])
         if style.shape[1] != channels:
             raise ValueError(f"Expected a style image with {channels} channels (the encoder's), got {style.shape[1]}")
-        styled = copy.copy(self)
-        styled._modules = dict(self._modules)  # the copy's own module table, holding the same networks
-        styled._style = style
-        return styled
+        return self.shared_copy(_style=style)
 
 
 @register_method(tables={"generator": "generator", "discriminator": "discriminator", "encoder": "latent_encoder"})

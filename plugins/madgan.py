@@ -51,7 +51,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -487,15 +486,13 @@ class MADGAN(Pix2Pix):
         unknown = sorted(set(values) - {GENERATOR_OPTION})
         if unknown:
             raise ValueError(f"unknown option(s) {', '.join(unknown)}; MAD-GAN takes {GENERATOR_OPTION}=I")
-        clone = copy.copy(self)
-        clone._modules = dict(self._modules)  # the same networks, but the choice is the copy's alone
-        if GENERATOR_OPTION in values:
-            choice = values[GENERATOR_OPTION]
-            if not (isinstance(choice, int) and 0 <= choice < self.num_generators):
-                raise ValueError(f"generator={choice}: this model has {self.num_generators} generators, numbered "
-                                 f"0..{self.num_generators - 1}")
-            clone.generator_choice = choice
-        return clone
+        if GENERATOR_OPTION not in values:
+            return self.shared_copy()
+        choice = values[GENERATOR_OPTION]
+        if not (isinstance(choice, int) and 0 <= choice < self.num_generators):
+            raise ValueError(f"generator={choice}: this model has {self.num_generators} generators, numbered "
+                             f"0..{self.num_generators - 1}")
+        return self.shared_copy(generator_choice=choice)
 
 
 def _build_generators(parts: Parts, count: int) -> nn.Module:

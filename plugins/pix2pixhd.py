@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -878,11 +877,7 @@ class Pix2PixHD(Method):
                 have = f"clusters 0..{counts[c] - 1}" if counts[c] else "no clusters (no instance of it was clustered)"
                 raise ValueError(f"feature_clusters: class {labels.names[c]!r} has {have}, so {n} cannot be chosen")
             choice[c] = n
-        clone = copy.copy(self)
-        clone._buffers = dict(self._buffers)  # its own buffer table: the choice is the copy's alone
-        clone._modules = dict(self._modules)
-        clone.cluster_choice = choice
-        return clone
+        return self.shared_copy(cluster_choice=choice)
 
     def _class_index(self, name: str, part: str) -> int:
         assert self.labels is not None

@@ -70,7 +70,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, overload
@@ -944,10 +943,7 @@ class SPADEMethod(Method):
         `(1, 3, H, W)` in [-1, 1], any size: the encoder resizes it)."""
         if "E" not in self.nets:
             raise ValueError("This SPADE model has no image encoder, so it cannot follow a style image")
-        styled = copy.copy(self)
-        styled._modules = dict(self._modules)  # the copy's own module table, holding the same networks
-        styled._style = style
-        return styled
+        return self.shared_copy(_style=style)
 
 
 @register_method(tables={"generator": "generator", "discriminator": "discriminator", "encoder": "encoder"})

@@ -46,7 +46,6 @@ Deviations from the reference, each deliberate:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -364,10 +363,9 @@ class StarGAN(Method):
 
     def with_options(self, **values: Any) -> StarGAN:
         """A method sharing these networks that translates to `values["to"]`."""
-        clone = copy.copy(self)  # a new __dict__ of its own: the target is the copy's alone
-        if "to" in values:
-            clone.target = self.parse_target(str(values["to"]))
-        return clone
+        if "to" not in values:
+            return self.shared_copy()
+        return self.shared_copy(target=self.parse_target(str(values["to"])))
 
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         c = torch.tensor(self.target, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)

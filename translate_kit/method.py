@@ -53,6 +53,7 @@ components from the recipe's tables through it:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -397,6 +398,31 @@ class Method(nn.Module):
     def training_step(self, batch: Mapping[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
         """One optimisation step on a prepared batch; returns the scalars to log."""
         raise NotImplementedError
+
+    def shared_copy(self, **attributes: Any) -> Method:
+        """A copy of this method that shares its networks, with `attributes` set on the copy alone:
+        what `with_style` and `with_options` return.
+
+        The copy has its own tables of modules, buffers and parameters holding the same objects,
+        so the networks (and training them) are shared, while an attribute set here, a plain value
+        or a tensor that replaces a buffer, changes the copy only.
+
+        Example:
+            >>> class Toy(Method):
+            ...     def __init__(self) -> None:
+            ...         super().__init__()
+            ...         self.nets, self.choice = nn.ModuleDict({"G": nn.Identity()}), 0
+            >>> toy = Toy()
+            >>> chosen = toy.shared_copy(choice=2)
+            >>> chosen.choice, toy.choice, chosen.nets["G"] is toy.nets["G"]
+            (2, 0, True)
+        """
+        clone = copy.copy(self)
+        clone._modules, clone._buffers = dict(self._modules), dict(self._buffers)
+        clone._parameters = dict(self._parameters)
+        for name, value in attributes.items():
+            setattr(clone, name, value)
+        return clone
 
     def after_update(self, group: str) -> None:
         """Called by `ctx.update(group, loss)` right after that group's optimiser step, for a
