@@ -411,10 +411,10 @@ class Method(nn.Module):
             >>> class Toy(Method):
             ...     def __init__(self) -> None:
             ...         super().__init__()
-            ...         self.nets, self.choice = nn.ModuleDict({"G": nn.Identity()}), 0
+            ...         self.nets, self.choice = nn.ModuleDict({"net": nn.Identity()}), 0
             >>> toy = Toy()
             >>> chosen = toy.shared_copy(choice=2)
-            >>> chosen.choice, toy.choice, chosen.nets["G"] is toy.nets["G"]
+            >>> chosen.choice, toy.choice, chosen.nets["net"] is toy.nets["net"]
             (2, 0, True)
         """
         clone = copy.copy(self)
