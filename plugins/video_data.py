@@ -35,7 +35,6 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,11 +52,13 @@ from translate_kit.api import (
     list_images,
     pixel_grid,
     read_image,
+    read_video,
     register_dataset,
     render_facade,
     to_unit_range,
     warp,
     warping_error,
+    write_video,
 )
 
 __all__ = [
@@ -79,7 +80,6 @@ __all__ = [
 ]
 
 FLOW_DIR = "flow"
-_VIDEO_EXTRA = "pip install translate-kit[video]"
 
 
 # --- flow ---------------------------------------------------------------------------------------
@@ -340,57 +340,7 @@ def write_synth_video(
 # --- video files ------------------------------------------------------------------------------
 
 
-def _av() -> Any:
-    try:
-        import av
-    except ImportError:
-        raise DataError(f"Reading and writing video files needs PyAV: {_VIDEO_EXTRA}") from None
-    return av
-
-
-def read_video(path: Path) -> tuple[torch.Tensor, Fraction]:
-    """Every frame of a video file as uint8 `(T, 3, H, W)` RGB, and its frame rate.
-
-    Raises:
-        DataError: PyAV is missing, or the file is not a readable video.
-    """
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = Fraction(stream.average_rate or stream.base_rate or 25)
-            frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
-    except (av.error.FFmpegError, IndexError) as exc:
-        raise DataError(f"Cannot read video {path}: {exc}") from None
-    if not frames:
-        raise DataError(f"Video {path} holds no frame.")
-    return torch.stack(frames).permute(0, 3, 1, 2).contiguous(), rate
-
-
-def write_video(path: Path, frames: torch.Tensor, fps: float | Fraction, *, crf: int = 18) -> Path:
-    """Write uint8 `(T, 3, H, W)` frames as an H.264 mp4 (yuv420p, playable everywhere).
-
-    H.264 in yuv420p needs even sides: an odd height or width gets its last row or column repeated.
-    """
-    av = _av()
-    if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8 or len(frames) == 0:
-        raise ValueError(f"Expected uint8 frames (T, 3, H, W) with T >= 1, got {tuple(frames.shape)} {frames.dtype}")
-    height, width = frames.shape[-2:]
-    pad = (0, width % 2, 0, height % 2)
-    if any(pad):
-        frames = F.pad(frames.float(), pad, mode="replicate").to(torch.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
-        stream.width, stream.height = frames.shape[-1], frames.shape[-2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for frame in frames.permute(0, 2, 3, 1).numpy():
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+# read_video and write_video are the core's (translate_kit.data.video), re-exported here.
 
 
 # --- the dataset ------------------------------------------------------------------------------

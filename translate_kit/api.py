@@ -18,7 +18,8 @@ Groups:
   `frozen`, `test_time`, `unwrap`;
 - the adversarial contract: `AdversarialLoss`, `LOGITS`, `MULTISCALE_LOGITS`, `ENERGY`;
 - building blocks: `Norm`, `make_norm`, `conv_bias`, `init_weights`, `check_image_batch`;
-- data: `read_image`, `list_images`, `to_unit_range`, `from_unit_range`, `PairedJitter`,
+- data: `read_image`, `list_images`, video files (`read_video`, `write_video`, `iter_video`,
+  `VideoWriter`, `VIDEO_EXTENSIONS`), `to_unit_range`, `from_unit_range`, `PairedJitter`,
   `Palette`, `FACADES`, `decode_palette`, `decode_index_image`, `encode_palette`;
 - video: `warp`, `flow_valid`, `pixel_grid`, `warping_error` (flow warping and the temporal-consistency
   metric) and `FrameSequences` (what `tkit eval` needs of a data set of frame sequences);
@@ -46,6 +47,7 @@ from translate_kit.data.io import list_images, read_image
 from translate_kit.data.jitter import PairedJitter, from_unit_range, to_unit_range
 from translate_kit.data.loading import build_dataset, make_loader
 from translate_kit.data.synth import render_facade, write_synth_facades
+from translate_kit.data.video import VIDEO_EXTENSIONS, VideoWriter, iter_video, read_video, write_video
 from translate_kit.errors import (
     CheckpointError,
     DataError,
@@ -110,6 +112,7 @@ __all__ = [
     "FACADES",
     "LOGITS",
     "MULTISCALE_LOGITS",
+    "VIDEO_EXTENSIONS",
     "AdversarialLoss",
     "BatchSpec",
     "CheckpointError",
@@ -152,6 +155,7 @@ __all__ = [
     "Translator",
     "UnknownComponentError",
     "Upscaling",
+    "VideoWriter",
     "__version__",
     "atomic_save",
     "build_dataset",
@@ -174,6 +178,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "init_weights",
+    "iter_video",
     "keep_freed_memory",
     "list_images",
     "load_recipe",
@@ -182,6 +187,7 @@ __all__ = [
     "pixel_grid",
     "read_image",
     "read_model",
+    "read_video",
     "register",
     "register_dataset",
     "register_discriminator",
@@ -199,6 +205,7 @@ __all__ = [
     "warp",
     "warping_error",
     "write_synth_facades",
+    "write_video",
 ]
 
 # A method option `gan_mode` naming the adversarial loss that scores the recipe's [discriminator],

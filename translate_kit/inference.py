@@ -57,6 +57,7 @@ from translate_kit.accel import accelerate, compiled_nets, eval_copy
 from translate_kit.build import autocast_dtype, build_method, select_device, uses_channels_last
 from translate_kit.data.io import IMAGE_EXTENSIONS, list_images, natural_key, read_image, to_channels
 from translate_kit.data.jitter import to_unit_range
+from translate_kit.data.video import VIDEO_EXTENSIONS, VideoWriter, iter_video
 from translate_kit.errors import CheckpointError, DataError, InferenceError, TranslateKitError, did_you_mean
 from translate_kit.memory import available_bytes, peak_bytes
 from translate_kit.method import InputSpec, Method, describe_inputs, private_rng, test_time, translate_sequence
@@ -826,9 +827,6 @@ def translate_files(
     return written
 
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
-
-
 def translate_video(
     translator: Translator,
     source: Path,
@@ -843,7 +841,7 @@ def translate_video(
     and written one at a time, as `out_dir/frames/<n>.png` and `out_dir/<source stem>.mp4` of the same
     frame count and frame rate (a folder's frames play at `fps`).
 
-    Video files need PyAV (`pip install translate-kit[video]`); it is imported here, only when used.
+    Video files are read and written through `translate_kit.data.video` (PyAV, the `video` extra).
 
     Args:
         translator: the model.
@@ -860,60 +858,27 @@ def translate_video(
         DataError: the source is missing or not a video, PyAV is missing, or frames differ in size.
     """
     source, out_dir = Path(source), Path(out_dir)
-    av = _video_module()
     if source.is_dir():
-        files = list_images(source)
-        frames: Any = (read_image(p) for p in files)
-        rate: Any = fps
+        frames: Iterable[torch.Tensor] = (read_image(p) for p in list_images(source))
+        rate: float | Fraction = fps
     elif source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
-        container = av.open(str(source))
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.base_rate or fps
-        # PyAV's decoder, bound by name: tests/test_core_rules.py keeps calls of a method named decode
-        # (a segmenter's label decoding) out of the core, and this one is FFmpeg's, not a method's.
-        decoded = container.decode
-        frames = (torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in decoded(stream))
+        frames, rate = iter_video(source, default_rate=fps)
     else:
         raise DataError(f"Video input {source} is neither a folder of frames nor a video file "
                         f"({', '.join(VIDEO_EXTENSIONS)}).")
     given = read_image(first_frame) if first_frame is not None else None
     frame_dir = out_dir / "frames"
     frame_dir.mkdir(parents=True, exist_ok=True)
-    video_path = out_dir / f"{source.stem}.mp4"
     written: list[Path] = []
-    output = av.open(str(video_path), mode="w")
-    stream_out = None
-    try:
+    with VideoWriter(out_dir / f"{source.stem}.mp4", rate) as video:
         for i, y in enumerate(translator.translate_sequence(frames, first_output=given)):
-            if y.shape[0] == 1:
-                y = y.expand(3, -1, -1)
+            y = y.expand(3, -1, -1)  # a grey model's frames as RGB, as the video holds them
             target = frame_dir / f"{i:05d}.png"
             save_png(y, target)
             written.append(target)
-            if stream_out is None:
-                codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-                stream_out = output.add_stream(codec, rate=Fraction(rate).limit_denominator(1001))
-                stream_out.width, stream_out.height = y.shape[-1] + y.shape[-1] % 2, y.shape[-2] + y.shape[-2] % 2
-                stream_out.pix_fmt = "yuv420p"
-            even = torch.nn.functional.pad(y[None].float(), (0, y.shape[-1] % 2, 0, y.shape[-2] % 2),
-                                           mode="replicate")[0].to(torch.uint8)
-            picture = av.VideoFrame.from_ndarray(even.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
-            output.mux(stream_out.encode(picture))
+            video.write(y)
             if on_frame is not None:
                 on_frame(i)
-        if stream_out is None:
-            raise DataError(f"Video input {source} holds no frame.")
-        output.mux(stream_out.encode())
-    finally:
-        output.close()
-        if not source.is_dir():
-            container.close()
-    return written, video_path
-
-
-def _video_module() -> Any:
-    try:
-        import av
-    except ImportError:
-        raise DataError("Translating a video needs PyAV: pip install translate-kit[video]") from None
-    return av
+    if not written:
+        raise DataError(f"Video input {source} holds no frame.")
+    return written, video.path
