@@ -97,7 +97,10 @@ class DataConfig:
     flip: bool = True  # random horizontal flip, the same for input and target
     in_channels: int = 3  # input images are converted to this many channels (1 or 3)
     out_channels: int = 3  # target images likewise
-    cache: bool = True  # keep decoded, resized uint8 images in memory after the first read
+    # Keep decoded, resized uint8 images in memory after the first read. "device": decode them all
+    # once into one uint8 tensor per key on the training device (a GPU's memory), batches indexed
+    # there with no DataLoader (falls back to pinned host memory, said once, when it does not fit).
+    cache: bool | Literal["device"] = True
     num_workers: int = 0  # DataLoader worker processes when cache is off
     # An unreadable image (corrupt, truncated, empty, no partner): "fail" stops with its name;
     # "skip" reads every item once before training, drops the bad ones and reports them.
@@ -175,6 +178,14 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 elsewhere
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA
     compile: bool = False  # torch.compile the networks
+    # Capture the whole optimisation step as one CUDA graph and replay it (docs/benchmarks.md): "auto"
+    # does where it can (CUDA, a method with a static step, fused Adam, no fp16 scaler, one process)
+    # and says in one line why not where it cannot; "off" never does.
+    cuda_graphs: Literal["auto", "off"] = "auto"
+    # Where a NaN/inf loss or gradient is detected and its update skipped: "host" waits for each
+    # update's check; "device" leaves it to fused Adam and reads the flags every log_every steps
+    # (exact counts, known later; needs Adam/AdamW and no fp16). "auto": "device" on CUDA if possible.
+    nonfinite_check: Literal["auto", "host", "device"] = "auto"
     log_every: int = 50  # steps between logged means (progress bar, run page, logger hooks)
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept in the run folder

@@ -3,20 +3,23 @@
 The deterministic part of the paper's preprocessing (resize to `load_size`, channel conversion)
 happens here, once per image, on uint8 tensors that are cached in memory; the random part (crop,
 flip) happens on the training device, on whole batches (see `jitter.py`). So a facades epoch costs
-no decoding after the first, and the data pipeline never stalls a step.
+no decoding after the first, and the data pipeline never stalls a step. With `data.cache =
+"device"` the prepared items are stacked on the training device and batched there, without a
+DataLoader (`device_cache.py`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from translate_kit.data.device_cache import DeviceCache, DeviceLoader, stack_items
 from translate_kit.data.io import to_channels
 from translate_kit.errors import DataError
 from translate_kit.recipe import size_hw
@@ -86,7 +89,8 @@ class PreparedDataset(Dataset):
         load_size: the size images are resized to: a square's side or (height, width) (the
             aspect ratio is not kept); 0 keeps each image's stored size.
         channels: channel count per image key, e.g. `{"A": 3, "B": 3}`.
-        cache: keep prepared items in memory.
+        cache: keep prepared items in memory; "device" does too (`DataConfig.cache`), until
+            `make_resident` moves them into one tensor per key on the training device.
         on_error: what an item that cannot be read does (`data.on_error`): "fail" raises its
             `DataError` when it is first read; "skip" drops it when `warm` finds it, recording
             why in `skipped`. Skipping needs every item read once before training (`warm`), so
@@ -95,6 +99,8 @@ class PreparedDataset(Dataset):
     Attributes:
         skipped: `(name, reason)` of every item `warm` dropped, including those the dataset
             component dropped itself (its own `skipped` attribute, e.g. files without a partner).
+        resident: the items stacked by `make_resident` (`data.cache = "device"`), which then
+            serves `dataset[i]`; None before.
     """
 
     def __init__(
@@ -103,9 +109,11 @@ class PreparedDataset(Dataset):
         *,
         load_size: int | tuple[int, int],
         channels: Mapping[str, int],
-        cache: bool,
+        cache: bool | Literal["device"],
         on_error: str = "fail",
     ) -> None:
+        if cache not in (True, False, "device"):
+            raise ValueError(f"Expected cache True, False or 'device', got {cache!r}")
         if on_error not in ("fail", "skip"):
             raise ValueError(f"Expected on_error 'fail' or 'skip', got {on_error!r}")
         if min(size_hw(load_size)) < (0 if isinstance(load_size, int) else 1):
@@ -118,6 +126,7 @@ class PreparedDataset(Dataset):
         self.indices = list(range(len(dataset)))  # type: ignore[arg-type]
         self.skipped: list[tuple[str, str]] = list(getattr(dataset, "skipped", []))
         self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
+        self.resident: DeviceCache | None = None
         self._scanned = False
         if not self.indices:
             raise DataError("The dataset is empty: its folder holds no usable image.")
@@ -137,6 +146,8 @@ class PreparedDataset(Dataset):
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.resident is not None:  # positions in the stack are this dataset's indices
+            return self.resident.item(index)
         source = self.indices[index]
         if self.cache is None:
             return self.prepare(source)
@@ -181,6 +192,48 @@ class PreparedDataset(Dataset):
                 f"Every one of the {len(bad)} item(s) of the dataset failed to load and was skipped "
                 f"(data.on_error = \"skip\"); the first: {reasons}"
             )
+
+    def make_resident(self, device: torch.device, console: Any | None = None) -> DeviceCache:
+        """Stack every prepared item into one tensor per key on `device` (`data.cache = "device"`),
+        in pinned host memory when it does not fit there (said once on `console`), and free the
+        per-item cache: from then on `dataset[i]` is served from the stack.
+
+        The items are read (and the bad ones skipped) first, by `warm`. Each item's host copy is
+        dropped as soon as it is copied, so host memory never holds the set twice.
+
+        Raises:
+            DataError: a key's tensors differ in shape between items (`data.load_size = 0` on
+                images of several sizes): its message names the key, two shapes and the fix.
+        """
+        if self.cache is None:
+            raise ValueError("make_resident needs a cached dataset (cache=True or 'device')")
+        if self.resident is None:
+            self.warm()
+            cache, order = self.cache, list(self.indices)
+            names = [_cached_name(cache[source], self.dataset, source) for source in order]
+            self.resident = stack_items(_CachedItems(cache, order), names=names, device=device, console=console,
+                                        release=lambda position: cache.pop(order[position]))
+            cache.clear()
+        return self.resident
+
+
+class _CachedItems(Sequence):
+    """The cached items in dataset order, read from the cache on demand: a list of them would keep
+    each alive after `make_resident` has copied it and dropped it from the cache."""
+
+    def __init__(self, cache: dict[int, dict[str, Any]], order: list[int]) -> None:
+        self.cache, self.order = cache, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:  # type: ignore[override]
+        return self.cache[self.order[position]]
+
+
+def _cached_name(item: Mapping[str, Any], dataset: Any, index: int) -> str:
+    name = item.get("name")
+    return name if isinstance(name, str) else _item_name(dataset, index)
 
 
 def _item_name(dataset: Any, index: int) -> str:
@@ -299,10 +352,15 @@ def make_loader(
 
 
 def build_dataset(recipe: Recipe, registry: Registry, *, split: str | None = None,
-                  load_size: int | tuple[int, int] | None = None, cache: bool | None = None) -> PreparedDataset:
+                  load_size: int | tuple[int, int] | None = None,
+                  cache: bool | Literal["device"] | None = None) -> PreparedDataset:
     """The recipe's dataset component, prepared: resized to `load_size` (default the recipe's; a
     square's side or (height, width), e.g. `data.crop_size` for test time), channels converted,
     cached as the recipe says. `split` replaces the dataset's split option.
+
+    `data.cache = "device"` caches in host memory here, as `true` does: only `training_data`
+    moves the training set to the device (`PreparedDataset.make_resident`); evaluation and
+    validation sets, read once per evaluation, stay on the host.
 
     A factory that takes a keyword argument named like the [data] field `on_error` or `palette`
     gets `data.on_error`, or the registered `Palette` that `data.palette` names (None for "")."""
@@ -335,18 +393,20 @@ class TrainingData:
 
     dataset: PreparedDataset
     sampler: EpochSampler
-    loader: DataLoader
+    loader: DataLoader | DeviceLoader  # DeviceLoader with data.cache = "device"
     steps_per_epoch: int  # global steps per epoch, the same on every rank
 
 
 def training_data(
-    recipe: Recipe, registry: Registry, *, dist: Distributed, pin_memory: bool, console: Any | None = None
+    recipe: Recipe, registry: Registry, *, dist: Distributed, pin_memory: bool, console: Any | None = None,
+    device: torch.device | None = None,
 ) -> TrainingData:
     """Build the dataset, vet it, and make this rank's loader over its shard of every epoch.
 
     The cache is filled first (with `data.on_error = "skip"` every item is read to find the bad
     ones, which `console` is told about): the set of items fixes the data order, so it must be
-    known before the sampler is made.
+    known before the sampler is made. With `data.cache = "device"` the items are then stacked on
+    `device` (the training device; None: the CPU) and a `DeviceLoader` replaces the DataLoader.
     """
     train = recipe.train
     dataset = build_dataset(recipe, registry)
@@ -381,6 +441,12 @@ def training_data(
     # resume), and its shards make global batch i hold the same images for any number of
     # processes (see its docstring), so a run may resume on a different number of GPUs.
     sampler = EpochSampler(len(dataset), seed=recipe.run.seed, rank=dist.rank, world_size=dist.world_size)
-    loader = make_loader(dataset, sampler, batch_size=train.batch_size // dist.world_size,
-                         num_workers=recipe.data.num_workers, pin_memory=pin_memory)
+    rank_batch_size = train.batch_size // dist.world_size
+    loader: DataLoader | DeviceLoader
+    if recipe.data.cache == "device":
+        resident = dataset.make_resident(torch.device("cpu") if device is None else torch.device(device), console)
+        loader = DeviceLoader(resident, sampler, batch_size=rank_batch_size)
+    else:
+        loader = make_loader(dataset, sampler, batch_size=rank_batch_size, num_workers=recipe.data.num_workers,
+                             pin_memory=pin_memory)
     return TrainingData(dataset, sampler, loader, len(dataset) // train.batch_size)

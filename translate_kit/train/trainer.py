@@ -38,11 +38,12 @@ from translate_kit.registry import Registry
 from translate_kit.train import checkpoint as ckpt
 from translate_kit.train import distributed as ddp
 from translate_kit.train.distributed import Distributed
+from translate_kit.train.graphs import portable_state, training_step
 from translate_kit.train.optim import EMA, build_optimizers, lr_factor
 from translate_kit.train.run_folder import RunFolder, absolute_data_root, no_checkpoint_error
 from translate_kit.train.signals import StopSignal
 from translate_kit.train.state import TrainState
-from translate_kit.train.step import StepRunner
+from translate_kit.train.step import NonfiniteCounter
 from translate_kit.train.validate import Validation
 
 __all__ = ["TrainState", "Trainer"]
@@ -130,15 +131,15 @@ class Trainer:
         self.autocast_dtype = autocast_dtype(train.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
         self.optimizers = build_optimizers(self.method, train, self.device)
-        factor = lr_factor(train)
-        self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, factor) for g, o in self.optimizers.items()}
-        translate_nets = {name: nets[name] for name in self.method.translate_nets}
-        self.ema = EMA(translate_nets, train.ema_decay) if train.ema_decay else None
-        self.step_runner = StepRunner(self.method, self.optimizers, device=self.device, autocast_dtype=self.autocast_dtype,
-                                      scaler=self.scaler, distributed=self.dist, ema=self.ema)
+        self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, lr_factor(train)) for g, o in self.optimizers.items()}
+        self.ema = EMA({n: nets[n] for n in self.method.translate_nets}, train.ema_decay) if train.ema_decay else None
+        self.step_runner, self.train_step = training_step(
+            self.method, self.optimizers, train, device=self.device, autocast_dtype=self.autocast_dtype,
+            scaler=self.scaler, distributed=self.dist, ema=self.ema, say=self.console.print if self.console else None)
+        self.nonfinite = NonfiniteCounter(self.state, limit=train.max_nonfinite_steps, checkpoint_dir=self.checkpoint_dir)
 
         data = training_data(recipe, self.registry, dist=self.dist, pin_memory=self.device.type == "cuda",
-                             console=self.console)
+                             console=self.console, device=self.device)
         self.dataset, self.sampler, self.loader = data.dataset, data.sampler, data.loader
         self.steps_per_epoch = data.steps_per_epoch
         self.batch_spec = BatchSpec(self.device, recipe.data.crop_size, recipe.data.flip, self.channels_last)
@@ -219,11 +220,10 @@ class Trainer:
         # the epoch's len // batch_size global steps; every rank stops at the same step.
         for batch in itertools.islice(self.loader, self.steps_per_epoch - self.state.epoch_step):
             batch = self.method.prepare_batch(batch, self.batch_spec)
-            result = self.step_runner(batch, step=self.state.step, epoch=self.state.epoch)
+            result = self.train_step(batch, step=self.state.step, epoch=self.state.epoch)
             self.state.step += 1
             self.state.epoch_step += 1
-            self.state.count_nonfinite(result.nonfinite, limit=self.recipe.train.max_nonfinite_steps,
-                                       checkpoint_dir=self.checkpoint_dir)
+            self.nonfinite.add(result)
             for key, value in result.scalars.items():
                 self._log_sums[key] = self._log_sums.get(key, 0) + value.float()
                 sums[key] = sums.get(key, 0) + value.float()
@@ -255,11 +255,11 @@ class Trainer:
         if not self._log_count:
             return {}
         elapsed = max(time.perf_counter() - self._log_time, 1e-9)
+        self.nonfinite.settle()  # device-checked steps: their skips are counted now, in order
         record: dict[str, float] = {"step": self.state.step, "epoch": self.state.epoch}
         sums = self.dist.mean_of(self.device, self._log_sums)
         record.update({k: float(v) / self._log_count for k, v in sums.items()})
-        first = next(iter(self.optimizers.values()), None)
-        record["lr"] = first.param_groups[0]["lr"] if first is not None else 0.0
+        record["lr"] = float(next(iter(self.optimizers.values())).param_groups[0]["lr"]) if self.optimizers else 0.0
         # batch_size is the global batch: this is the whole job's speed, not one rank's.
         record["images_per_s"] = self._log_count * self.recipe.train.batch_size / elapsed
         record["nonfinite_total"] = self.state.nonfinite_total
@@ -351,7 +351,7 @@ class Trainer:
         own = self._rank_state()
         state = dataclasses.asdict(self.state) | {"world_size": self.dist.world_size, "dataset_size": len(self.dataset)}
         training = {
-            "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},
+            "optimizers": {g: portable_state(o) for g, o in self.optimizers.items()},
             "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": own["rng"],
@@ -371,6 +371,7 @@ class Trainer:
         The ranks' parameter fingerprints are compared, since a checkpoint holding rank 0's
         weights stands for all ranks only if they are equal.
         """
+        self.nonfinite.settle()
         path = self.checkpoint_dir / f"step_{self.state.step:09d}.pt"
         # One decision for all ranks, from rank 0's disk (the others may not even see it).
         if self.dist.main_says(self._saved_step == self.state.step and path.exists()):
