@@ -5,8 +5,8 @@ A first-party plugin that adds one command, as `reference_import` adds `tkit con
 same networks, memory format, precision, optimisers and `StepRunner`) and measures, after a
 warm-up, in windows whose length is calibrated on the warm-up:
 
-- **train step**: one `StepRunner` call (the method's real `training_step`, with the trainer's
-  updates) on a synthetic batch already on the device (uint8 noise at `load_size`, prepared once
+- **train step**: one step as the trainer takes it (its `StepRunner`, the method's real
+  `training_step` with the trainer's updates, or on a GPU the CUDA graph around it) on a synthetic batch already on the device (uint8 noise at `load_size`, prepared once
   by the method's own `prepare_batch`), so data loading is left out;
 - **train loop**: the same step fed by the trainer's own data path (cached dataset, loader,
   the method's `prepare_batch`), as in `tkit train`, at the recipe's own batch size; it needs the
@@ -458,8 +458,8 @@ def synthetic_batch(trainer: Trainer, batch_size: int, *, seed: int = 0) -> dict
 
 
 def _step(trainer: Trainer, batch: Mapping[str, Any]) -> None:
-    """One optimisation step, through the trainer's own `StepRunner`."""
-    trainer.step_runner(batch, step=trainer.state.step, epoch=trainer.state.epoch)
+    """One optimisation step, as the trainer takes it: its `StepRunner`, or the CUDA graph around it."""
+    trainer.train_step(batch, step=trainer.state.step, epoch=trainer.state.epoch)
     trainer.state.step += 1
 
 

@@ -46,6 +46,8 @@ class Pix2Pix(Method):
             unconditional "GAN" ablation, where D sees the output alone.
     """
 
+    static_step = True  # the same kernels every step: its step can be one CUDA graph (train.cuda_graphs)
+
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, gan_loss: nn.Module, *, lambda_l1: float, conditional: bool
     ) -> None:

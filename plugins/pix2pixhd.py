@@ -680,6 +680,11 @@ class Pix2PixHD(Method):
         self.register_buffer("cluster_counts", None, persistent=False)
         self.register_buffer("cluster_choice", None, persistent=False)
 
+    @property
+    def static_step(self) -> bool:  # type: ignore[override]
+        """Without the instance-wise encoder: its per-instance pooling (`torch.unique`) reads the device."""
+        return "E" not in self.nets
+
     def optimizer_groups(self) -> dict[str, list[str]]:
         # E learns through G's loss, in G's optimiser, as in the reference.
         return {"D": ["D"], "G": ["G", "E"] if "E" in self.nets else ["G"]}

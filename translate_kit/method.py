@@ -367,6 +367,11 @@ class Method(nn.Module):
     # How the sample pages run `translate`: "paper" (pix2pix's test time: dropout on, batch
     # statistics) or "eval" (deterministic; right for a segmenter).
     sample_mode: Literal["paper", "eval"] = "paper"
+    # True promises that `training_step` does the same device work at every step: the same kernels
+    # on tensors of the same shapes, no branch on `ctx.step`/`ctx.epoch` or on host random numbers,
+    # no host read of a device value (`.item()`, `bool(tensor)`, `torch.unique`). Such a step can be
+    # captured once as a CUDA graph and replayed (train/graphs.py, `train.cuda_graphs`).
+    static_step: bool = False
 
     @property
     def translate_nets(self) -> tuple[str, ...]:

@@ -229,6 +229,15 @@ class Distributed:
         dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control)
         return bool(value.item())
 
+    def any_on_device(self, flag: torch.Tensor) -> torch.Tensor:
+        """`flag` (a float tensor on the training device), made its maximum over the ranks in place
+        without the host waiting: the device-side twin of `any` (train/step.py)."""
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag
+
     def all_finite(self, value: torch.Tensor) -> bool:
         """True on every rank if `value` (on the training device) is finite on every rank.
 

@@ -7,6 +7,17 @@ step and says what happened:
     result = runner(batch, step=0, epoch=0)      # -> StepResult(scalars, skipped)
 
 The trainer and `tkit bench` both step through it, so a benchmark times exactly what training runs.
+
+A non-finite loss or gradient skips its update. Where that is decided is `nonfinite_check`:
+
+- "host" reads one flag per update from the device (a synchronisation: the host waits for the
+  step's kernels to finish) and skips on the host, so `StepResult.skipped` names the groups at once;
+- "device" never waits: the flag stays a device tensor that fused Adam reads itself (its
+  `found_inf`, the mechanism torch's GradScaler uses: the update and the step count are left
+  exactly as they were), and `StepResult.pending` carries it to whoever counts skipped steps
+  (`NonfiniteCounter`, a few hundred steps later in one read). It needs fused Adam/AdamW in every
+  group and no fp16 grad scaler; it is what lets a whole step run ahead of the host, or be
+  captured as one CUDA graph (`graphs.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
@@ -22,7 +34,7 @@ from translate_kit.method import Method
 from translate_kit.train.distributed import Distributed
 from translate_kit.train.optim import EMA
 
-__all__ = ["StepResult", "StepRunner"]
+__all__ = ["NonfiniteCounter", "StepResult", "StepRunner", "device_check_blocker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +43,20 @@ class StepResult:
 
     Attributes:
         scalars: the method's logged scalars (detached tensors, still on the device).
-        skipped: the optimiser groups whose update was skipped for a NaN/inf loss or gradient.
+        skipped: the optimiser groups whose update was skipped for a NaN/inf loss or gradient
+            (checked on the host).
+        pending: with the device-side check, a 0-dim float tensor on the device, 1 where some
+            update of the step was skipped; None otherwise.
     """
 
     scalars: dict[str, torch.Tensor]
     skipped: tuple[str, ...] = ()
+    pending: torch.Tensor | None = None
 
     @property
     def nonfinite(self) -> bool:
-        """Whether any update of the step was skipped."""
-        return bool(self.skipped)
+        """Whether any update of the step was skipped (reading `pending` waits for the device)."""
+        return bool(self.skipped) or (self.pending is not None and bool(self.pending))
 
 
 class StepRunner:
@@ -58,6 +74,8 @@ class StepRunner:
         scaler: a `GradScaler` for fp16, else None.
         distributed: this process's place among several (default: one process).
         ema: moving averages updated after every step, or None.
+        nonfinite_check: where a non-finite update is detected and skipped, "host" or "device"
+            (module docstring; `device_check_blocker` says whether "device" is possible).
     """
 
     def __init__(
@@ -70,37 +88,47 @@ class StepRunner:
         scaler: torch.amp.GradScaler | None,
         distributed: Distributed | None = None,
         ema: EMA | None = None,
+        nonfinite_check: Literal["host", "device"] = "host",
     ) -> None:
         self.method, self.optimizers, self.device = method, optimizers, device
         self.autocast_dtype, self.scaler, self.ema = autocast_dtype, scaler, ema
         self.distributed = distributed if distributed is not None else Distributed()
+        if nonfinite_check == "device" and (blocker := device_check_blocker(optimizers, scaler)):
+            raise ValueError(f"The device-side non-finite check is not possible here: {blocker}.")
+        self.nonfinite_check = nonfinite_check
+        # Autocast's cache of cast weights must be off while a CUDA graph is captured (graphs.py).
+        self.autocast_cache = True
         self.step = self.epoch = 0
         self._skipped: list[str] = []
+        self._flags: list[torch.Tensor] = []
         self._scaler_stepped = False  # GradScaler.update() is valid only after at least one scaler.step()
 
     def __call__(self, batch: Mapping[str, Any], *, step: int, epoch: int) -> StepResult:
         """One optimisation step on a prepared batch (`Method.prepare_batch`)."""
         self.step, self.epoch = step, epoch
-        self._skipped, self._scaler_stepped = [], False
+        self._skipped, self._flags, self._scaler_stepped = [], [], False
         scalars = self.method.training_step(batch, self)
         if self._scaler_stepped:  # a step whose every update was skipped has nothing to unscale
             assert self.scaler is not None
             self.scaler.update()
         if self.ema is not None:
             self.ema.update()
-        return StepResult({k: v.detach() for k, v in scalars.items()}, tuple(self._skipped))
+        pending = torch.stack(self._flags).amax() if self._flags else None
+        return StepResult({k: v.detach() for k, v in scalars.items()}, tuple(self._skipped), pending)
 
     # The StepContext a method sees.
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=self.autocast_cache)
 
-    def update(self, group: str, loss: torch.Tensor) -> bool:
+    def update(self, group: str, loss: torch.Tensor) -> bool | torch.Tensor:
         optimizer = self.optimizers.get(group)
         if optimizer is None:
             raise KeyError(f"Unknown optimiser group {group!r}; the method declares {sorted(self.optimizers)}")
+        if self.nonfinite_check == "device":
+            return self._update_on_device(group, optimizer, loss)
         if self.scaler is not None:
             # fp16: the scaler itself skips updates with inf/NaN gradients (an overflow of the
             # scale, expected now and then; the gradients are already averaged over the ranks, so
@@ -127,6 +155,22 @@ class StepRunner:
         self.method.after_update(group)
         return True
 
+    def _update_on_device(self, group: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+        """The update with the check left on the device: fused Adam skips it where the flag is 1."""
+        loss.backward()
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        probe = (_gradient_probe(grads) if grads else 0) + loss.detach().float()
+        flag = self.distributed.any_on_device(torch.isfinite(probe).logical_not().float().reshape(()))
+        optimizer.found_inf = flag  # type: ignore[attr-defined]  # read by Adam/AdamW's fused step
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+        optimizer.zero_grad(set_to_none=True)
+        self._flags.append(flag)
+        self.method.after_update(group)
+        return flag == 0
+
     def _skip(self, group: str, optimizer: torch.optim.Optimizer) -> bool:
         optimizer.zero_grad(set_to_none=True)
         self._skipped.append(group)
@@ -145,3 +189,41 @@ def _gradient_probe(grads: list[torch.Tensor]) -> torch.Tensor:
     if grads[0].is_cuda:
         return torch.nn.utils.get_total_norm(grads, foreach=True)
     return torch.stack([g.sum() for g in grads]).sum()
+
+
+def device_check_blocker(optimizers: Mapping[str, torch.optim.Optimizer], scaler: Any) -> str | None:
+    """Why the device-side non-finite check cannot run with these optimisers, or None if it can."""
+    if scaler is not None:
+        return "fp16's grad scaler does its own check (train.precision = \"bf16\" or \"fp32\" have none)"
+    unfused = sorted(g for g, o in optimizers.items() if not o.defaults.get("fused"))
+    if unfused:
+        return f"optimiser group(s) {', '.join(unfused)} have no fused Adam step to skip an update on the device"
+    return None
+
+
+class NonfiniteCounter:
+    """Counts skipped steps in step order into a `TrainState`, reading device flags in bulk.
+
+    A host-checked step is counted at once; a device-checked one (`StepResult.pending`) waits in a
+    list until `settle`, which reads them all with one synchronisation, in order, so the totals,
+    the run of steps in a row and the stop after `limit` of them are exactly those of a per-step
+    count, only known later (the trainer settles before every log line and checkpoint).
+    """
+
+    def __init__(self, state: Any, *, limit: int, checkpoint_dir: Path) -> None:
+        self.state, self.limit, self.checkpoint_dir = state, limit, checkpoint_dir
+        self._pending: list[torch.Tensor] = []
+
+    def add(self, result: StepResult) -> None:
+        if result.pending is None:
+            self.settle()
+            self.state.count_nonfinite(bool(result.skipped), limit=self.limit, checkpoint_dir=self.checkpoint_dir)
+        else:  # a copy: a replayed CUDA graph writes its next flag into the same tensor
+            self._pending.append(result.pending.detach().clone())
+
+    def settle(self) -> None:
+        if not self._pending:
+            return
+        flags, self._pending = torch.stack(self._pending).tolist(), []
+        for flag in flags:
+            self.state.count_nonfinite(flag > 0, limit=self.limit, checkpoint_dir=self.checkpoint_dir)
