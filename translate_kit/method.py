@@ -354,8 +354,10 @@ class StepContext(Protocol):
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         """Mixed precision for forward passes where the recipe asks for it; a no-op otherwise."""
 
-    def update(self, group: str, loss: torch.Tensor) -> bool:
-        """Backward `loss`, step optimiser `group`, zero its gradients; False if skipped (non-finite)."""
+    def update(self, group: str, loss: torch.Tensor) -> bool | torch.Tensor:
+        """Backward `loss`, step optimiser `group`, zero its gradients; whether the update was applied
+        (False: skipped, non-finite). With the device-side check (`train.nonfinite_check`) that is a
+        0-dim bool tensor on the device, whose truth value waits for the step to finish."""
 
 
 class Method(nn.Module):
