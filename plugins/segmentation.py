@@ -67,6 +67,7 @@ class Segmentation(Method):
     """
 
     sample_mode = "eval"
+    static_step = True  # the same kernels every step: one CUDA graph on a GPU (train.cuda_graphs)
     roles = {"S": "translate"}
 
     def __init__(self, segmenter: nn.Module, palette: Palette, max_distance: float, label_format: str) -> None:

@@ -774,6 +774,7 @@ class SPADEMethod(Method):
     """
 
     sample_mode = "eval"
+    static_step = True  # the same kernels every step: one CUDA graph on a GPU (train.cuda_graphs)
 
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, encoder: nn.Module | None, gan_loss: nn.Module, *,

@@ -86,6 +86,7 @@ class SuperResolution(Method):
     """
 
     sample_mode = "eval"
+    static_step = True  # the same kernels every step: one CUDA graph on a GPU (train.cuda_graphs)
 
     def __init__(
         self,

@@ -196,10 +196,11 @@ def test_first_party_static_steps(registry):
     from translate_kit.api import build_method
 
     def built(recipe: str, *small: str) -> Method:
-        overrides = ["generator.ngf=4", "discriminator.ndf=4", *small]
+        overrides = list(small) or ["generator.ngf=4", "discriminator.ndf=4"]
         return build_method(load_recipe(f"recipes/{recipe}.toml", overrides, registry=registry), registry)
 
     assert Method.static_step is False and built("pix2pix_facades").static_step is True
-    assert built("pix2pixhd_facades", "generator.n_blocks=1").static_step is True
-    assert built("pix2pixhd_facades_features", "generator.n_blocks=1", "encoder.ngf=2").static_step is False  # per-instance pooling reads the device
+    assert built("pix2pixhd_facades", "generator.ngf=4", "generator.n_blocks=1").static_step is True
+    assert built("pix2pixhd_facades_features", "generator.ngf=4", "generator.n_blocks=1", "encoder.ngf=2").static_step is False  # per-instance pooling reads the device
     assert built("cyclegan_facades").static_step is False  # its image pool draws on the host
+    assert built("stargan_facades", "generator.conv_dim=4", "discriminator.conv_dim=4").static_step is False  # n_critic: which networks step depends on ctx.step
