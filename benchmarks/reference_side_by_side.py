@@ -2,7 +2,8 @@
 
     python benchmarks/reference_side_by_side.py --reference PATH [--device cpu] [--windows 5]
         [--batch-sizes 1,4] [--infer-batch-sizes 1,8] [--threads N] [--set table.key=value ...]
-        [--no-memory] [--quick] [--json]
+        [--no-memory] [--quick] [--json] [--precision fp32|bf16] [--variant LABEL:KEY=VALUE[;KEY=VALUE]]
+        [--no-inference]
 
 PATH is a checkout of the reference code (junyanz/pytorch-CycleGAN-and-pix2pix or a fork). Both
 sides build the same model: the U-Net 256 generator with dropout, the 70x70 PatchGAN ("basic"),
@@ -26,6 +27,19 @@ that a drift of the machine's speed hits both alike; each figure is the median o
 
 The table gives the medians and the ratio ours / reference (above 1: translate-kit is faster; for
 memory, above 1: translate-kit uses more).
+
+Options for GPU comparisons (benchmarks/gpu_paper_run.py uses them; the defaults leave everything above
+as it is):
+
+- `--precision bf16`: translate-kit with `train.precision=bf16` (bf16 autocast), and the reference's
+  step and inference run under `torch.autocast(dtype=torch.bfloat16)`. The reference itself has no
+  mixed-precision option: the autocast wrapper is this script's, the usual way to add it to a
+  PyTorch training step, and is the same mechanism translate-kit's bf16 uses.
+- `--variant LABEL:KEY=VALUE[;KEY=VALUE...]` (repeatable): instead of one translate-kit training
+  side, one per variant, each with these recipe overrides on top of `--set`'s, all timed in the
+  same ABBA windows as the reference; the training rows then carry the variant's label. E.g.
+  `--variant graphs:train.cuda_graphs=auto --variant eager:train.cuda_graphs=off`.
+- `--no-inference`: time training only (no inference process, no inference rows).
 """
 
 from __future__ import annotations
@@ -51,7 +65,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "pix2pix_facades.toml"
-OUR_OVERRIDES = ["train.precision=fp32"]  # the reference trains in fp32
+OUR_OVERRIDES = ["train.precision=fp32"]  # the reference trains in fp32 (--precision changes both sides)
 PROBE_MARK = "SIDE_BY_SIDE_PROBE "
 
 
@@ -59,6 +73,29 @@ def fail(message: str) -> NoReturn:
     """Print one error paragraph and exit with status 1."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(1)
+
+
+def our_overrides(args: argparse.Namespace) -> list[str]:
+    """translate-kit's recipe overrides: the precision both sides use, then `--set`'s."""
+    return [f"train.precision={args.precision}", *args.overrides]
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """`LABEL:KEY=VALUE[;KEY=VALUE...]` -> (label, overrides)."""
+    label, sep, body = text.partition(":")
+    overrides = [part.strip() for part in body.split(";") if part.strip()]
+    if not sep or not label.strip().isidentifier() or not overrides or any("=" not in o for o in overrides):
+        fail(f"--variant {text!r}: expected LABEL:KEY=VALUE[;KEY=VALUE...] with a label of letters, digits and "
+             "underscores, e.g. --variant graphs:train.cuda_graphs=auto")
+    return label.strip(), overrides
+
+
+def reference_autocast(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """The context the reference's computations run in: bf16 autocast for `--precision bf16` (the
+    reference has no such option itself; see the module docstring), else nothing."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def parse_sizes(text: str, option: str) -> tuple[int, ...]:
@@ -133,18 +170,24 @@ def build_reference(module: ModuleType, device: torch.device, checkpoints_dir: s
     return model
 
 
-def reference_step(model: Any, batch: Mapping[str, Any]) -> Callable[[], None]:
-    """One `optimize_parameters()` of the reference on `batch`, per call (its training step)."""
+def reference_step(model: Any, batch: Mapping[str, Any],
+                   autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+                   ) -> Callable[[], None]:
+    """One `optimize_parameters()` of the reference on `batch`, per call (its training step), inside
+    `autocast()` (see `reference_autocast`)."""
     data = {"A": batch["A"], "B": batch["B"], "A_paths": batch["name"], "B_paths": batch["name"]}
 
     def step() -> None:
         model.set_input(data)
-        model.optimize_parameters()
+        with autocast():
+            model.optimize_parameters()
 
     return step
 
 
-def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], None]:
+def reference_inference(model: Any, x: torch.Tensor, mode: str,
+                        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+                        ) -> Callable[[], None]:
     """The reference's `test()` (G forward under no_grad) on `x`, per call.
 
     "eval" is `test.py --eval` (model.eval()); "paper" is its default, the networks left in
@@ -155,7 +198,8 @@ def reference_inference(model: Any, x: torch.Tensor, mode: str) -> Callable[[], 
     def run() -> None:
         model.netG.train(mode == "paper")
         model.real_A = x
-        model.test()
+        with autocast():
+            model.test()
         model.netG.train()
 
     return run
@@ -178,7 +222,7 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def probe_reference(path: Path, device_name: str, batch_size: int, steps: int) -> None:
+def probe_reference(path: Path, device_name: str, batch_size: int, steps: int, precision: str = "fp32") -> None:
     """The fresh process measuring the reference's peak memory: build, `steps` steps, print JSON."""
     device = torch.device(device_name)
     module = load_reference(path)
@@ -189,7 +233,7 @@ def probe_reference(path: Path, device_name: str, batch_size: int, steps: int) -
                  for key in ("A", "B")}
         batch["name"] = [f"noise_{i}" for i in range(batch_size)]
         baseline = peak_rss_bytes()
-        step = reference_step(model, batch)
+        step = reference_step(model, batch, reference_autocast(device, precision))
         for _ in range(steps):
             step()
         if device.type == "cuda":
@@ -200,9 +244,11 @@ def probe_reference(path: Path, device_name: str, batch_size: int, steps: int) -
     print(PROBE_MARK + json.dumps(peak), flush=True)
 
 
-def reference_memory(path: Path, device: str, batch_size: int, steps: int, threads: int) -> dict[str, Any]:
+def reference_memory(path: Path, device: str, batch_size: int, steps: int, threads: int,
+                     precision: str = "fp32") -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--reference", str(path), "--device", device,
-               "--threads", str(threads), "--probe-reference", str(batch_size), "--probe-steps", str(steps)]
+               "--threads", str(threads), "--probe-reference", str(batch_size), "--probe-steps", str(steps),
+               "--precision", precision]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(PROBE_MARK):
@@ -248,14 +294,16 @@ def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack)
         device = torch.device(args.device)
         model = build_reference(module, device, stack.enter_context(tempfile.TemporaryDirectory()))
         torch.backends.cudnn.benchmark = True  # its BaseModel sets this for its whole process
+        autocast = reference_autocast(device, args.precision)
         generator = torch.Generator().manual_seed(0)
         for b in args.batch_sizes:
             batch = {key: (torch.rand(b, 3, 256, 256, generator=generator) * 2 - 1).to(device) for key in "AB"}
-            fns[f"train_step:{b}"] = reference_step(model, {**batch, "name": [f"noise_{i}" for i in range(b)]})
-        for b in args.infer_batch_sizes:
+            fns[f"train_step:{b}"] = reference_step(model, {**batch, "name": [f"noise_{i}" for i in range(b)]},
+                                                    autocast)
+        for b in args.infer_batch_sizes if args.inference else ():
             x = (torch.rand(b, 3, 256, 256, generator=generator) * 2 - 1).to(device)
             for mode in ("eval", "paper"):
-                fns[f"infer_{mode}:{b}"] = reference_inference(model, x, mode)
+                fns[f"infer_{mode}:{b}"] = reference_inference(model, x, mode, autocast)
         return fns, {"device": str(device), "parameters": parameters({"G": model.netG, "D": model.netD})}
 
     from translate_kit.plugins import get_plugin_manager
@@ -269,7 +317,7 @@ def build_side(side: str, args: argparse.Namespace, stack: contextlib.ExitStack)
             keep_freed_memory()
     pm = get_plugin_manager()
     registry = Registry.from_plugin_manager(pm)
-    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=registry)
+    recipe = load_recipe(RECIPE, our_overrides(args), registry=registry)
     trainer = stack.enter_context(bench_trainer(recipe, registry, pm, device=args.device,
                                                 noise_count=max(args.batch_sizes)))
     if side == "ours_train":
@@ -330,15 +378,18 @@ class Worker:
     """One side in a process of its own (`serve`), so that each runs with its own process-wide
     settings (malloc thresholds, cudnn.benchmark, thread pools), as it does on its own."""
 
-    def __init__(self, side: str, args: argparse.Namespace) -> None:
-        self.side = side
+    def __init__(self, side: str, args: argparse.Namespace, extra_overrides: tuple[str, ...] = (),
+                 label: str = "") -> None:
+        self.side = f"{side} ({label})" if label else side
         self.errors = tempfile.TemporaryFile(mode="w+")
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--reference", str(args.reference),
                    "--device", args.device, "--threads", str(args.threads or torch.get_num_threads()),
                    "--batch-sizes", ",".join(map(str, args.batch_sizes)),
                    "--infer-batch-sizes", ",".join(map(str, args.infer_batch_sizes)),
                    "--warmup", str(args.warmup), "--window-seconds", str(args.window_seconds),
-                   *(["--compile"] if args.compile else []), *(f"--set={o}" for o in args.overrides)]
+                   "--precision", args.precision, *(["--compile"] if args.compile else []),
+                   *([] if args.inference else ["--no-inference"]),
+                   *(f"--set={o}" for o in [*args.overrides, *extra_overrides])]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
                                         text=True)
 
@@ -389,6 +440,7 @@ def remote_windows(pairs: Mapping[str, tuple[Worker, str]], args: argparse.Names
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from translate_kit_plugins.bench import peak_memory
+
     from translate_kit.plugins import get_plugin_manager
     from translate_kit.recipe import load_recipe
     from translate_kit.registry import Registry
@@ -399,19 +451,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     load_reference(args.reference)  # a wrong path fails here, with its message, before any process starts
-    recipe = load_recipe(RECIPE, [*OUR_OVERRIDES, *args.overrides], registry=Registry.from_plugin_manager(
+    recipe = load_recipe(RECIPE, our_overrides(args), registry=Registry.from_plugin_manager(
         get_plugin_manager()))
     rows: list[dict[str, Any]] = []
     say("building both models, each side in a process of its own")
-    workers = {side: Worker(side, args) for side in SIDES}
+    # Training sides: "ours_train", or one "ours_train:LABEL" per --variant, each in its own process.
+    trainers = {f"ours_train:{label}": (label, tuple(extra)) for label, extra in args.variants} or {
+        "ours_train": ("", ())}
+    workers = {key: Worker("ours_train", args, extra, label) for key, (label, extra) in trainers.items()}
+    workers.update({side: Worker(side, args) for side in SIDES if side != "ours_train"
+                    and (side != "ours_infer" or args.inference)})
     try:
         info = {side: json.loads(worker.ask("info")) for side, worker in workers.items()}
-        ours, reference = workers["ours_train"], workers["reference"]
+        reference = workers["reference"]
         for b in args.batch_sizes:
             say(f"train step, batch {b}")
-            t = remote_windows({"ours": (ours, f"train_step:{b}"), "reference": (reference, f"train_step:{b}")}, args)
-            rows.append({"what": "train_step", "batch_size": b, **{side: summary(t[side].rates(b)) for side in t}})
-        for b in args.infer_batch_sizes:
+            pairs = {key: (workers[key], f"train_step:{b}") for key in trainers}
+            pairs["reference"] = (reference, f"train_step:{b}")
+            t = remote_windows(pairs, args)
+            for key, (label, _) in trainers.items():
+                row = {"what": "train_step", "batch_size": b, "ours": summary(t[key].rates(b)),
+                       "reference": summary(t["reference"].rates(b))}
+                rows.append({**row, "variant": label, "overrides": list(trainers[key][1])} if label else row)
+        for b in args.infer_batch_sizes if args.inference else ():
             say(f"generator inference, batch {b}")
             pairs = {}
             for mode, compiled in inference_variants(args.compile):
@@ -428,15 +490,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             worker.close()
     for row in rows:
         row["ratio"] = row["ours"]["images_per_s"] / row["reference"]["images_per_s"]
-    device_name, threads = info["ours_train"]["device"], info["ours_train"]["threads"]
-    params = {"ours": info["ours_train"]["parameters"], "reference": info["reference"]["parameters"]}
+    first = info[next(iter(trainers))]  # the (first) translate-kit training side
+    device_name, threads = first["device"], first["threads"]
+    params = {"ours": first["parameters"], "reference": info["reference"]["parameters"]}
 
     memory: list[dict[str, Any]] = []
     if args.memory:
         for b in args.batch_sizes:
             say(f"peak memory, batch {b} (a fresh process per side)")
             ours_peak = peak_memory(recipe, device=device_name, batch_size=b, steps=args.probe_steps, threads=threads)
-            reference_peak = reference_memory(args.reference, device_name, b, args.probe_steps, threads)
+            reference_peak = reference_memory(args.reference, device_name, b, args.probe_steps, threads,
+                                              args.precision)
             memory.append({"batch_size": b, "ours": dataclasses.asdict(ours_peak), "reference": reference_peak,
                            "ratio_peak_rss": ours_peak.peak_rss_bytes / reference_peak["peak_rss_bytes"]})
     notes = [
@@ -455,22 +519,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"{threads} threads): absolute figures are low and noisy, the ratios less so")
     if device_name.startswith("cuda"):
         notes.append("the reference runs with cudnn.benchmark = True (its BaseModel sets it), translate-kit with "
-                     f"{info['ours_train']['cudnn_benchmark']}; translate-kit uses fused Adam and channels_last on "
+                     f"{first['cudnn_benchmark']}; translate-kit uses fused Adam and channels_last on "
                      "CUDA when the recipe says auto")
+    if args.precision != "fp32":
+        notes.append(f"{args.precision}: translate-kit with train.precision={args.precision}; the reference's step "
+                     "and inference inside torch.autocast (it has no mixed-precision option of its own)")
+    if args.variants and args.memory:
+        notes.append("the memory probe trains translate-kit with --set's overrides only, not a variant's")
     if params["ours"] != params["reference"]:
         notes.append(f"PARAMETER COUNTS DIFFER: ours {params['ours']}, reference {params['reference']}")
     return {"device": device_name, "threads": threads, "torch_version": torch.__version__,
-            "reference": str(args.reference), "our_overrides": [*OUR_OVERRIDES, *args.overrides],
+            "reference": str(args.reference), "precision": args.precision, "our_overrides": our_overrides(args),
             "parameters": params, "rows": rows, "memory": memory, "notes": notes}
 
 
 def render(result: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
-
     from translate_kit_plugins.bench import LABELS as labels
     threads = f"{result['threads']} thread{'s' * (result['threads'] != 1)}"
-    table = Table(title=f"translate-kit vs reference pix2pix on {result['device']} ({threads}), fp32, 256 px",
+    precision = result.get("precision", "fp32")
+    table = Table(title=f"translate-kit vs reference pix2pix on {result['device']} ({threads}), {precision}, 256 px",
                   caption="images/s: median (min–max) over windows")
     for column in ("measure", "batch", "ours", "reference", "ours/ref"):
         table.add_column(column, justify="left" if column == "measure" else "right", no_wrap=True)
@@ -479,7 +548,8 @@ def render(result: Mapping[str, Any]) -> None:
         return f"{figure['images_per_s']:.3g} ({figure['min']:.3g}–{figure['max']:.3g})"
 
     for row in result["rows"]:
-        table.add_row(labels[row["what"]], str(row["batch_size"]), cell(row["ours"]), cell(row["reference"]),
+        measure = labels[row["what"]] + (f" ({row['variant']})" if row.get("variant") else "")
+        table.add_row(measure, str(row["batch_size"]), cell(row["ours"]), cell(row["reference"]),
                       f"{row['ratio']:.2f}")
     console = Console()
     console.print(table)
@@ -519,6 +589,13 @@ def main() -> None:
     parser.add_argument("--probe-steps", type=int, default=2, help="training steps of each memory probe")
     parser.add_argument("--quick", action="store_true", help="a smoke run: batch 1, 2 windows of one call")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="both sides: fp32 (default) or bf16 autocast (the reference's wrapped in torch.autocast)")
+    parser.add_argument("--variant", dest="variant_texts", action="append", default=[],
+                        help="a translate-kit training side of its own, LABEL:KEY=VALUE[;KEY=VALUE] (repeatable), "
+                             "e.g. graphs:train.cuda_graphs=auto")
+    parser.add_argument("--no-inference", dest="inference", action="store_false",
+                        help="time training only: no inference process and rows")
     parser.add_argument("--probe-reference", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=SIDES, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -527,8 +604,11 @@ def main() -> None:
             fail(f"--threads: expected a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.probe_reference is not None:
-        probe_reference(args.reference, args.device, args.probe_reference, args.probe_steps)
+        probe_reference(args.reference, args.device, args.probe_reference, args.probe_steps, args.precision)
         return
+    args.variants = [parse_variant(text) for text in args.variant_texts]
+    if len({label for label, _ in args.variants}) != len(args.variants):
+        fail("--variant: each variant needs a label of its own")
     args.batch_sizes = parse_sizes(args.batch_sizes or ("1" if args.quick else "1,4"), "--batch-sizes")
     args.infer_batch_sizes = parse_sizes(args.infer_batch_sizes or ("1" if args.quick else "1,8"),
                                          "--infer-batch-sizes")
