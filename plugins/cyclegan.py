@@ -32,8 +32,14 @@ class ImagePool:
 
     Per image of a batch: while the pool holds fewer than `size` images, the new one is stored and
     returned; once full, with probability 1/2 a uniformly chosen stored image is returned and
-    replaced by the new one, else the new one is returned. Draws use torch's global RNG (which the
-    trainer's checkpoints restore), so a resumed run draws the same. `size` 0 returns the batch as is.
+    replaced by the new one, else the new one is returned. `size` 0 returns the batch as is.
+
+    The pool lives on the images' device: one `(size, C, H, W)` buffer and a count, and every
+    choice is made there with `torch.where` from two draws per image (a uniform number and a slot,
+    from torch's random state on that device, which the trainer's checkpoints restore, so a
+    resumed run draws the same). So a query never makes the host wait for the device, and a
+    training step that queries the pool does the same device work every time: CycleGAN's step can
+    be captured as one CUDA graph (`Method.static_step`).
 
     Args:
         size: images kept (CycleGAN: 50).
@@ -50,39 +56,57 @@ class ImagePool:
         if size < 0:
             raise ValueError(f"Expected a pool size >= 0, got {size}")
         self.size = size
-        self.images: list[torch.Tensor] = []
+        self.buffer: torch.Tensor | None = None  # (size, C, H, W), the first `count` stored
+        self.count = torch.zeros((), dtype=torch.long)
 
     def __len__(self) -> int:
-        return len(self.images)
+        """Images stored (reads the count from the device)."""
+        return int(self.count)
+
+    def _place(self, images: torch.Tensor) -> torch.Tensor:
+        """The buffer on `images`' device and dtype, made on the first query."""
+        if self.buffer is None:
+            self.buffer = images.new_zeros((self.size, *images.shape[1:]))
+        if self.buffer.shape[1:] != images.shape[1:]:
+            raise ValueError(f"Expected images of shape {tuple(self.buffer.shape[1:])} like the pooled ones, "
+                             f"got {tuple(images.shape[1:])}")
+        self.buffer = self.buffer.to(images.device, images.dtype)
+        self.count = self.count.to(images.device)
+        return self.buffer
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """Return a batch `(B, C, H, W)` of the same shape, mixing in stored images as described."""
         if self.size == 0:
             return images
+        buffer = self._place(images.detach())
         out = []
         for image in images.detach():
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand(()) < 0.5:
-                k = int(torch.randint(0, self.size, ()))
-                stored = self.images[k].to(image.device, image.dtype)
-                self.images[k] = image.clone()
-                out.append(stored)
-            else:
-                out.append(image)
+            filling = self.count < self.size
+            draw = torch.rand((), device=image.device)
+            chosen = torch.randint(0, self.size, (1,), device=image.device)
+            slot = torch.where(filling, self.count.clamp(max=self.size - 1), chosen[0]).reshape(1)
+            stored = buffer.index_select(0, slot)[0]
+            swap = filling.logical_not() & (draw < 0.5)
+            out.append(torch.where(swap, stored, image))
+            buffer.index_copy_(0, slot, torch.where(filling | swap, image, stored)[None])
+            self.count += filling.long()
         return torch.stack(out)
 
     def state(self) -> torch.Tensor:
         """The stored images as one tensor `(N, C, H, W)` (empty `(0,)` while none are stored)."""
-        return torch.stack(self.images) if self.images else torch.empty(0)
+        count = len(self)
+        return self.buffer[:count].clone() if self.buffer is not None and count else torch.empty(0)
 
     def load_state(self, images: torch.Tensor) -> None:
         """Restore what `state` returned."""
         if images.numel() and images.shape[0] > self.size:
             raise ValueError(f"Expected at most {self.size} pooled images, got {images.shape[0]}")
-        self.images = [image.clone() for image in images] if images.numel() else []
+        self.buffer, self.count = None, torch.zeros((), dtype=torch.long)
+        if images.numel():
+            self.buffer = images.new_zeros((self.size, *images.shape[1:]))
+            self.buffer[: images.shape[0]] = images
+            self.count = torch.tensor(images.shape[0])
 
 
 class CycleGAN(Method):
@@ -103,6 +127,7 @@ class CycleGAN(Method):
 
     # `translate` is A -> B, so G_A alone translates (and is exported); G_B serves the cycle loss.
     roles = {"G_A": "translate", "G_B": "auxiliary", "D_A": "adversary", "D_B": "adversary"}
+    static_step = True  # the pools choose on the device: the step can be one CUDA graph
 
     def __init__(
         self,

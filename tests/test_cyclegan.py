@@ -61,10 +61,37 @@ def test_full_pool_returns_a_stored_image_half_the_time():
         value = out.flatten()[0].item()
         if value != new:
             stored_returned += 1
-            assert new in {img.flatten()[0].item() for img in pool.images}  # it took the returned one's place
+            assert new in {img.flatten()[0].item() for img in pool.state()}  # it took the returned one's place
         assert len(pool) == size
     # Binomial(4000, 0.5): sd = 0.0079 of the fraction; 0.03 is about 4 sd.
     assert abs(stored_returned / draws - 0.5) < 0.03
+
+
+def test_pool_equals_the_sequential_list_pool_draw_for_draw():
+    """The device pool's `torch.where` choices against the plain per-image list algorithm, fed the
+    same two draws per image (a uniform number, then a slot), across the fill and a batch whose
+    images can pick the same slot."""
+    size = 3
+    batches = [torch.randn(2, 1, 2, 2), torch.randn(4, 1, 2, 2), torch.randn(5, 1, 2, 2)]
+    torch.manual_seed(3)
+    pool = ImagePool(size)
+    got = [pool.query(batch) for batch in batches]
+    torch.manual_seed(3)
+    stored: list[torch.Tensor] = []
+    for batch, out in zip(batches, got, strict=True):
+        expected = []
+        for image in batch:
+            draw, slot = torch.rand(()), int(torch.randint(0, size, (1,))[0])
+            if len(stored) < size:
+                stored.append(image)
+                expected.append(image)
+            elif draw < 0.5:
+                expected.append(stored[slot])
+                stored[slot] = image
+            else:
+                expected.append(image)
+        assert torch.equal(out, torch.stack(expected))
+    assert torch.equal(pool.state(), torch.stack(stored))
 
 
 def test_pool_state_round_trips_and_draws_from_the_global_rng():

@@ -202,5 +202,5 @@ def test_first_party_static_steps(registry):
     assert Method.static_step is False and built("pix2pix_facades").static_step is True
     assert built("pix2pixhd_facades", "generator.ngf=4", "generator.n_blocks=1").static_step is True
     assert built("pix2pixhd_facades_features", "generator.ngf=4", "generator.n_blocks=1", "encoder.ngf=2").static_step is False  # per-instance pooling reads the device
-    assert built("cyclegan_facades").static_step is False  # its image pool draws on the host
+    assert built("cyclegan_facades").static_step is True  # its image pools choose on the device
     assert built("stargan_facades", "generator.conv_dim=4", "discriminator.conv_dim=4").static_step is False  # n_critic: which networks step depends on ctx.step
