@@ -40,7 +40,8 @@ Deviations from the published setting (each is deliberate; see docs/video.md):
 Losses as the reference weighs them: GAN 1, FM 10 (image and temporal Ds), VGG 10 (lambda_feat),
 flow L1 10 (lambda_F), the warping losses 10 (lambda_T: the real previous frame warped by the
 predicted flow, and each generated frame against the previous generated one carried by the true
-flow), the mask regulariser 1.
+flow), the mask regulariser 1 (prefer the warped previous frame where the flow is valid). The
+hallucinated images are judged by the image D and the VGG loss too, as the reference does.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def _history(frames: list[torch.Tensor], length: int) -> torch.Tensor:
     return torch.stack([kept[0]] * (length - len(kept)) + kept, dim=1)
 
 
+def _later_frames(features: list[list[torch.Tensor]], clips: int) -> list[list[torch.Tensor]]:
+    """D's features of `clips` clips' frames flattened `(N*T, ...)`, kept for frames 1.. only."""
+    return [[f.unflatten(0, (clips, -1))[:, 1:].flatten(0, 1) for f in scale] for scale in features]
+
+
 class Vid2Vid(Method):
     """The vid2vid method (module docstring).
 
@@ -229,23 +235,24 @@ class Vid2Vid(Method):
             first: frame 0's output `(B, C_out, H, W)` (given); None: generated without history.
 
         Returns:
-            "frames" `(B, T, C_out, H, W)`; "flows", "masks" lists for frames 1..T-1. Generated
-            frames enter the history detached.
+            "frames" `(B, T, C_out, H, W)`; "flows", "masks" and "hallucinated" lists for frames
+            1..T-1. Generated frames enter the history detached.
         """
         t_len = labels.shape[1]
         label_list = list(labels.unbind(1))
         frames = [first if first is not None else self.generate_frame(_history(label_list[:1], self.history + 1),
                                                                       None)[0]]
         history = [frames[0].detach()]
-        flows, masks = [], []
+        flows, masks, hallucinated = [], [], []
         for t in range(1, t_len):
-            out, _, flow, mask = self.generate_frame(_history(label_list[: t + 1], self.history + 1),
-                                                     _history(history, self.history))
+            out, raw, flow, mask = self.generate_frame(_history(label_list[: t + 1], self.history + 1),
+                                                       _history(history, self.history))
             frames.append(out)
             flows.append(flow)
             masks.append(mask)
+            hallucinated.append(raw)
             history.append(out.detach())
-        return {"frames": torch.stack(frames, 1), "flows": flows, "masks": masks}
+        return {"frames": torch.stack(frames, 1), "flows": flows, "masks": masks, "hallucinated": hallucinated}
 
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         """A single image: a first frame, generated without history."""
@@ -314,6 +321,10 @@ class Vid2Vid(Method):
                 fake = unrolled["frames"]
         pairs_real = torch.cat([labels, real], dim=2).flatten(0, 1)
         pairs_fake = torch.cat([labels, fake], dim=2).flatten(0, 1)
+        # The hallucinated images of frames 1.. are judged too (the reference's fake_B_raw), so what G
+        # invents where the mask hands over to it looks real on its own.
+        raw = torch.stack(unrolled["hallucinated"], 1) if t_len > 1 else None
+        pairs_raw = torch.cat([labels[:, 1:], raw], dim=2).flatten(0, 1) if raw is not None else None
         temporal_real, temporal_fake, scales = [], [], []
         for s in range(self.temporal_scales):
             r = self._temporal_inputs(real, flow_gt, s)
@@ -326,6 +337,10 @@ class Vid2Vid(Method):
         with ctx.autocast():
             loss_d_real = self.gan_loss(D(pairs_real), target_is_real=True, for_discriminator=True)
             loss_d_fake = self.gan_loss(D(pairs_fake.detach()), target_is_real=False, for_discriminator=True)
+            if pairs_raw is not None:  # a second set of fakes, with the real term counted again (the reference)
+                loss_d_real = 2 * loss_d_real
+                loss_d_fake = loss_d_fake + self.gan_loss(D(pairs_raw.detach()), target_is_real=False,
+                                                          for_discriminator=True)
             loss_dt = real.new_zeros(())
             for s, r, f in zip(scales, temporal_real, temporal_fake):
                 d_t = self.nets[f"D_T{s}"]
@@ -341,6 +356,10 @@ class Vid2Vid(Method):
             _, feats_real = D(pairs_real, return_features=True)
             loss_gan = self.gan_loss(logits_fake, target_is_real=True, for_discriminator=False)
             loss_fm = feature_matching_loss(feats_real, feats_fake)
+            if pairs_raw is not None:
+                logits_raw, feats_raw = D(pairs_raw, return_features=True)
+                loss_gan = loss_gan + self.gan_loss(logits_raw, target_is_real=True, for_discriminator=False)
+                loss_fm = loss_fm + feature_matching_loss(_later_frames(feats_real, real.shape[0]), feats_raw)
             loss_t_gan, loss_t_fm = real.new_zeros(()), real.new_zeros(())
             for s, r, f in zip(scales, temporal_real, temporal_fake):
                 d_t = self.nets[f"D_T{s}"]
@@ -350,6 +369,8 @@ class Vid2Vid(Method):
             loss_vgg = real.new_zeros(())
             if self.vgg_loss is not None:
                 loss_vgg = self.vgg_loss(fake.flatten(0, 1), real.flatten(0, 1))
+                if raw is not None:
+                    loss_vgg = loss_vgg + self.vgg_loss(raw.flatten(0, 1), real[:, 1:].flatten(0, 1))
             loss_flow, loss_warp, loss_consistency, loss_mask = (real.new_zeros(()) for _ in range(4))
             if t_len > 1:
                 predicted = torch.stack(unrolled["flows"], 1).flatten(0, 1)
@@ -360,11 +381,12 @@ class Vid2Vid(Method):
                 loss_warp = ((warped_real - real[:, 1:].flatten(0, 1)).abs() * mask).sum() / (
                     real.shape[2] * denominator)
                 # The reference's G warping loss: each generated frame against the previous generated
-                # one carried along the true flow, and its mask regulariser (prefer hallucinating).
+                # one carried along the true flow; and its weight loss: where the content was already
+                # in the previous frame, prefer carrying it over (mask 1) to hallucinating it anew.
                 carried = warp(fake[:, :-1].flatten(0, 1).detach(), flow_gt[:, 1:].flatten(0, 1))
                 loss_consistency = ((fake[:, 1:].flatten(0, 1) - carried).abs() * mask).sum() / (
                     real.shape[2] * denominator)
-                loss_mask = (torch.stack(unrolled["masks"], 1).flatten(0, 1) * mask).sum() / denominator
+                loss_mask = ((1 - torch.stack(unrolled["masks"], 1).flatten(0, 1)) * mask).sum() / denominator
             loss_g = (loss_gan + self.lambda_fm * loss_fm
                       + self.lambda_temporal * (loss_t_gan + self.lambda_fm * loss_t_fm)
                       + self.lambda_vgg * loss_vgg + self.lambda_flow * loss_flow

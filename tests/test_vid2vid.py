@@ -70,6 +70,18 @@ def test_recurrence_at_inference_equals_the_unrolled_training_forward(given):
     assert not torch.allclose(stepped[:, 1], method.translate(labels[:, 1]))  # history matters
 
 
+def test_unroll_returns_each_frames_parts():
+    """The flows, masks and hallucinated images `unroll` returns (which the losses judge) are those
+    each frame was blended from, the previous frame carried along the flow."""
+    method = tiny_method()
+    with torch.no_grad():
+        out = method.unroll(torch.rand(1, 4, 3, 16, 16) * 2 - 1)
+    frames = out["frames"]
+    for t in range(1, 4):
+        flow, mask, raw = out["flows"][t - 1], out["masks"][t - 1], out["hallucinated"][t - 1]
+        assert torch.allclose(frames[:, t], mask * warp(frames[:, t - 1], flow) + (1 - mask) * raw, atol=1e-6)
+
+
 def test_flow_network_parameters_by_hand():
     net = FlowMaskNet(in_channels=15, ngf=4, n_downsampling=2, n_blocks=1, norm="instance")
 
@@ -121,11 +133,14 @@ def test_training_step_flow_loss_by_hand(first_frame):
              "flow": torch.zeros(2, 4, 2, 16, 16), "valid": torch.ones(2, 4, 1, 16, 16, dtype=torch.bool)}
     with torch.no_grad():
         first = batch["clip_B"][:, 0] if first_frame == "real" else None
-        flows = torch.stack(method.unroll(batch["clip_A"][:, :3], first)["flows"])
+        unrolled = method.unroll(batch["clip_A"][:, :3], first)
+        flows, masks = torch.stack(unrolled["flows"]), torch.stack(unrolled["masks"])
     logged = method.training_step(batch, _Context())
     assert logged["clip_length"] == 3  # clip_start 3 at step 0, of the 4 frames given
     # zero true flow, every pixel valid: the flow loss is the mean |predicted flow| over both channels
     assert torch.allclose(logged["loss_flow"], flows.abs().mean(), atol=1e-6)
+    # the weight loss pulls the mask towards carrying the previous frame over (1) on valid pixels
+    assert torch.allclose(logged["loss_mask"], (1 - masks).mean(), atol=1e-6)
     assert all(torch.isfinite(v) for v in logged.values())
     for name in ("G", "F", "D", "D_T0"):  # every network got gradients
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.nets[name].parameters()), name
