@@ -204,3 +204,47 @@ def test_first_party_static_steps(registry):
     assert built("pix2pixhd_facades_features", "generator.ngf=4", "generator.n_blocks=1", "encoder.ngf=2").static_step is False  # per-instance pooling reads the device
     assert built("cyclegan_facades").static_step is True  # its image pools choose on the device
     assert built("stargan_facades", "generator.conv_dim=4", "discriminator.conv_dim=4").static_step is False  # n_critic: which networks step depends on ctx.step
+
+
+class _NoStream:
+    """Stands in for a CUDA stream on the CPU, where the work is already in order."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def wait_stream(self, other) -> None:
+        pass
+
+
+def test_a_failed_capture_is_said_once_and_training_goes_on_eagerly_and_exactly(monkeypatch):
+    """GraphedStep's path without a GPU: three warm-up steps (on a stand-in side stream), a capture
+    that fails, one line, and eager steps after, with the same weights as a plain runner."""
+    import contextlib
+
+    def refuse(graph):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "Stream", _NoStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+
+    def trained(graphed: bool) -> tuple[list[torch.Tensor], list[str]]:
+        torch.manual_seed(0)
+        method = _Linear()
+        optimizer = torch.optim.Adam(method.parameters(), lr=0.1, fused=True)
+        runner = StepRunner(method, {"G": optimizer}, device=torch.device("cpu"), autocast_dtype=None, scaler=None,
+                            nonfinite_check="device")
+        said: list[str] = []
+        step = GraphedStep(runner, say=said.append) if graphed else runner
+        for i in range(6):
+            result = step({"A": torch.randn(3, 4), "B": torch.randn(3, 2)}, step=i, epoch=0)
+            assert float(result.pending) == 0 and set(result.scalars) == {"loss"}
+        return [p.detach().clone() for p in method.parameters()], said
+
+    (graphed_weights, said), (eager_weights, _) = trained(True), trained(False)
+    assert said == ["CUDA graph capture of the training step failed (RuntimeError: operation not permitted when "
+                    "stream is capturing); training eagerly. Set train.cuda_graphs = \"off\" to skip the attempt."]
+    assert all(torch.equal(a, b) for a, b in zip(graphed_weights, eager_weights, strict=True))
