@@ -98,7 +98,7 @@ import torch.nn.functional as F
 from torch import nn
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.spade import kl_divergence, reparameterize
-from translate_kit_plugins.unet import DownBlock, UpBlock, level_dropout, level_widths
+from translate_kit_plugins.unet import DownBlock, decoder_level, level_widths
 
 from translate_kit.api import (
     MULTISCALE_LOGITS,
@@ -236,16 +236,8 @@ class BicycleUNet(nn.Module):
             DownBlock(down_in(i), widths[i], norm=norm, outermost=i == 0, innermost=i == innermost)
             for i in range(num_downs)
         )
-        self.ups = nn.ModuleList(
-            UpBlock(
-                widths[i] if i == innermost else 2 * widths[i],
-                out_channels if i == 0 else widths[i - 1],
-                norm=norm,
-                outermost=i == 0,
-                dropout=level_dropout(i, num_downs, dropout),
-            )
-            for i in reversed(range(num_downs))
-        )
+        self.ups = nn.ModuleList(decoder_level(i, widths, out_channels, norm=norm, dropout=dropout)
+                                 for i in reversed(range(num_downs)))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Translate `x` under code `z`.

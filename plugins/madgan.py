@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from translate_kit_plugins.patchgan import PatchDiscriminator
 from translate_kit_plugins.pix2pix import Discriminator, Pix2Pix
-from translate_kit_plugins.unet import DownBlock, UpBlock, level_dropout, level_widths
+from translate_kit_plugins.unet import DownBlock, UpBlock, decoder_level, level_widths
 
 from translate_kit.api import (
     GANLossName,
@@ -168,9 +168,7 @@ class MultiHeadUNet(nn.Module):
             for i in range(num_downs)
         )
         self.ups = nn.ModuleList(  # the shared decoder: every level but the outermost
-            UpBlock(widths[i] if i == innermost else 2 * widths[i], widths[i - 1], norm=norm,
-                    dropout=level_dropout(i, num_downs, dropout))
-            for i in reversed(range(1, num_downs))
+            decoder_level(i, widths, out_channels, norm=norm, dropout=dropout) for i in reversed(range(1, num_downs))
         )
         self.heads = nn.ModuleList(UpBlock(2 * widths[0], out_channels, norm=norm, outermost=True)
                                    for _ in range(num_heads))

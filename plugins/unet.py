@@ -37,7 +37,7 @@ from torch import nn
 
 from translate_kit.api import Norm, check_image_batch, conv_bias, init_weights, make_norm, register_generator
 
-__all__ = ["DownBlock", "UNetGenerator", "UpBlock", "level_dropout", "level_widths", "unet", "unet_128", "unet_256"]
+__all__ = ["DownBlock", "UNetGenerator", "UpBlock", "decoder_level", "level_dropout", "level_widths", "unet", "unet_128", "unet_256"]
 
 # Channel multipliers double with depth and stop growing at 8 (512 feature maps for ngf 64).
 _MAX_MULT = 8
@@ -128,6 +128,25 @@ class UpBlock(nn.Sequential):
             self.add_module("dropout", nn.Dropout(dropout))
 
 
+def decoder_level(level: int, widths: list[int], out_channels: int, *, norm: str, dropout: float) -> UpBlock:
+    """Decoder level `level` of a U-Net whose encoder levels have `widths` (0 outermost): it reads
+    the level below's output, concatenated with this level's skip except at the innermost, and
+    writes `out_channels` at level 0, else the next level's width; dropout by `level_dropout`.
+
+    Example:
+        >>> decoder_level(0, [8, 16], 3, norm="batch", dropout=0.5).conv.out_channels
+        3
+    """
+    num_downs = len(widths)
+    return UpBlock(
+        widths[level] if level == num_downs - 1 else 2 * widths[level],
+        out_channels if level == 0 else widths[level - 1],
+        norm=norm,
+        outermost=level == 0,
+        dropout=level_dropout(level, num_downs, dropout),
+    )
+
+
 class UNetGenerator(nn.Module):
     """The pix2pix U-Net: ``num_downs`` stride-2 levels down, as many up, with skip connections.
 
@@ -195,16 +214,8 @@ class UNetGenerator(nn.Module):
             for i in range(num_downs)
         )
         # Decoder levels from the innermost up; every level but the innermost reads a concatenation.
-        self.ups = nn.ModuleList(
-            UpBlock(
-                widths[i] if i == innermost else 2 * widths[i],
-                out_channels if i == 0 else widths[i - 1],
-                norm=norm,
-                outermost=i == 0,
-                dropout=level_dropout(i, num_downs, dropout),
-            )
-            for i in reversed(range(num_downs))
-        )
+        self.ups = nn.ModuleList(decoder_level(i, widths, out_channels, norm=norm, dropout=dropout)
+                                 for i in reversed(range(num_downs)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate a batch of images.
